@@ -1,0 +1,61 @@
+"""The dataset registry: loaders register under a name by decorator; ``load_dataset`` dispatches."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .base import DataError, Dataset
+from .datadir import resolve_data_dir
+
+Loader = Callable[[Path, bool], Dataset]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    loader: Loader
+    description: str
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_dataset(name: str, description: str) -> Callable[[Loader], Loader]:
+    """Decorator registering ``loader(data_dir: Path, download: bool) -> Dataset`` under ``name``.
+
+    Args:
+        name: the dataset name used by ``load_dataset``; must be new.
+        description: a one-line description shown by ``available_datasets``.
+    """
+
+    def decorate(loader: Loader) -> Loader:
+        if name in _REGISTRY:
+            raise DataError(f"dataset {name!r} is already registered")
+        _REGISTRY[name] = _Entry(loader, description)
+        return loader
+
+    return decorate
+
+
+def available_datasets() -> dict[str, str]:
+    """Return ``{name: one-line description}`` of every registered dataset, sorted by name."""
+    return {name: _REGISTRY[name].description for name in sorted(_REGISTRY)}
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
+    """Load the registered dataset ``name``.
+
+    Args:
+        name: a key of ``available_datasets()``.
+        data_dir: data directory; see ``resolve_data_dir`` for the default.
+        download: fetch missing files from their canonical URLs; if False, a missing file is a DataError.
+
+    Raises:
+        DataError: unknown name (listing the valid names), or missing/corrupt files.
+    """
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        raise DataError(f"unknown dataset {name!r}; available datasets: {', '.join(sorted(_REGISTRY))}")
+    return entry.loader(resolve_data_dir(data_dir), download)
