@@ -44,11 +44,11 @@ def parse_amat(raw: bytes, source: str | Path, ncols: int = 784, nrows: int | No
             or ``1``, any line with a wrong number of values, or a wrong or zero row count.
     """
     data = np.frombuffer(raw, dtype=np.uint8)
-    bad = np.flatnonzero(~_ALLOWED[data])
-    if bad.size:
-        line, token = _token_at(data, int(bad[0]))
+    is_digit = data >= ord("0")
+    n_ok = np.count_nonzero(is_digit) + sum(np.count_nonzero(data == c) for c in b" \n\t\r")
+    if n_ok != len(data) or (len(data) and data.max() > ord("1")):  # fast check; locate only on failure
+        line, token = _token_at(data, int(np.flatnonzero(~_ALLOWED[data])[0]))
         raise DataError(f"{source}: line {line}: invalid value {token!r} (only 0 and 1 are allowed)")
-    is_digit = ~_WS[data]
     glued = np.flatnonzero(is_digit[:-1] & is_digit[1:])
     if glued.size:
         line, token = _token_at(data, int(glued[0]))

@@ -1,0 +1,32 @@
+"""Shared pytest configuration: point the data layer at the repository's sibling shared data directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA_DIR = (REPO_ROOT.parent / "shared" / "data").resolve()
+
+if not os.environ.get("PPL_DATA_DIR"):
+    os.environ["PPL_DATA_DIR"] = str(SHARED_DATA_DIR)
+
+_REQUIRED = (
+    "binarized_mnist/binarized_mnist_train.amat.gz",
+    "binarized_mnist/binarized_mnist_valid.amat.gz",
+    "binarized_mnist/binarized_mnist_test.amat.gz",
+    "mnist/t10k-images-idx3-ubyte.gz",
+    "mnist/t10k-labels-idx1-ubyte.gz",
+)
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The shared real-data directory (``PPL_DATA_DIR``); skips the test if its files are missing."""
+    path = Path(os.environ["PPL_DATA_DIR"])
+    missing = [name for name in _REQUIRED if not (path / name).is_file()]
+    if missing:
+        pytest.skip(f"shared data missing in {path}: {', '.join(missing)}")
+    return path

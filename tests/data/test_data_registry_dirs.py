@@ -1,0 +1,83 @@
+"""Registry, data-directory resolution and the validation of Split/Dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ppl_models.data import DataError, Dataset, Split, available_datasets, load_dataset, register_dataset, resolve_data_dir
+from ppl_models.data import registry
+
+
+def test_available_datasets():
+    names = available_datasets()
+    assert {"binarized_mnist", "mnist", "mnist_t10k", "digits"} <= set(names)
+    assert all(isinstance(d, str) and d and "\n" not in d for d in names.values())
+
+
+def test_unknown_dataset_lists_valid_names():
+    with pytest.raises(DataError) as info:
+        load_dataset("cifar10")
+    msg = str(info.value)
+    assert "cifar10" in msg and all(name in msg for name in available_datasets())
+
+
+def test_register_dataset_decorator(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    seen = {}
+
+    @register_dataset("tiny", "a tiny test dataset")
+    def load_tiny(data_dir: Path, download: bool) -> Dataset:
+        seen.update(data_dir=data_dir, download=download)
+        s = Split(torch.zeros(2, 3, 3))
+        return Dataset("tiny", s, s, s, binary=True)
+
+    assert available_datasets()["tiny"] == "a tiny test dataset"
+    assert load_dataset("tiny", tmp_path, download=False).event_shape == (3, 3)
+    assert seen == {"data_dir": tmp_path, "download": False}
+    with pytest.raises(DataError, match="already registered"):
+        register_dataset("tiny", "again")(load_tiny)
+
+
+def test_resolve_order(monkeypatch, tmp_path):
+    monkeypatch.setenv("PPL_DATA_DIR", str(tmp_path / "env"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert resolve_data_dir(str(tmp_path / "arg")) == tmp_path / "arg"
+    assert resolve_data_dir() == tmp_path / "env"
+    monkeypatch.delenv("PPL_DATA_DIR")
+    assert resolve_data_dir() == tmp_path / "xdg" / "ppl-models" / "data"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert resolve_data_dir() == tmp_path / "home" / ".cache" / "ppl-models" / "data"
+
+
+def test_split_name_error_lists_names():
+    ds = load_dataset("digits")
+    with pytest.raises(DataError, match="train, valid, test"):
+        ds.split("validation")
+
+
+@pytest.mark.parametrize("x", [torch.zeros(2, 3), torch.zeros(2, 3, 3, dtype=torch.float64),
+                               torch.full((2, 3, 3), 1.5), torch.full((2, 3, 3), -0.1),
+                               torch.full((2, 3, 3), float("nan"))])
+def test_split_rejects_bad_images(x):
+    with pytest.raises(DataError):
+        Split(x)
+
+
+def test_split_rejects_bad_labels():
+    with pytest.raises(DataError, match="3 labels"):
+        Split(torch.zeros(2, 3, 3), torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(DataError):
+        Split(torch.zeros(2, 3, 3), torch.zeros(2, dtype=torch.int32))
+
+
+def test_dataset_checks_binary_and_shapes():
+    grey = Split(torch.full((2, 3, 3), 0.5))
+    with pytest.raises(DataError, match="non-binary"):
+        Dataset("d", grey, grey, grey, binary=True)
+    with pytest.raises(DataError, match="shapes"):
+        Dataset("d", grey, grey, Split(torch.zeros(2, 4, 4)), binary=False)
