@@ -30,3 +30,21 @@ def shared_data_dir() -> Path:
     if missing:
         pytest.skip(f"shared data missing in {path}: {', '.join(missing)}")
     return path
+
+
+@pytest.fixture
+def digits():
+    """The embedded digits dataset (no files needed)."""
+    from ppl_models.data import load_dataset
+
+    return load_dataset("digits")
+
+
+def tiny_run_config(epochs: int = 2, seed: int = 0, **model_fields):
+    """A small VAE on digits that trains in about a second: 2 epochs of 15 steps."""
+    from ppl_models.registry import model_config
+    from ppl_models.train.config import TrainConfig
+    from ppl_models.train.run import RunConfig
+
+    fields = {"latent_dim": 4, "hidden": (32,), "likelihood": "gaussian", **model_fields}
+    return RunConfig("vae", model_config("vae", **fields), TrainConfig(data="digits", epochs=epochs, seed=seed), (8, 8))

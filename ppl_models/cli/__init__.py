@@ -1,0 +1,1 @@
+"""The ``ppl`` command line: argument parsing only; the work happens in the library."""

@@ -1,0 +1,37 @@
+"""``ppl eval RUN``: test-set ELBO and importance-sampled log-likelihood of a trained run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ppl_models.cli.common import add_data_dir, add_device, add_seed
+
+
+def add_parser(subparsers) -> None:
+    """Register the ``eval`` subcommand."""
+    p = subparsers.add_parser("eval", help="ELBO and importance-sampled NLL of a run", description=__doc__)
+    p.add_argument("run_dir", metavar="RUN", help="a run directory made by `ppl train`")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"], help="which split (default test)")
+    p.add_argument("--nll-samples", type=int, default=1000, help="importance samples K per data point (default 1000)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate a fixed, evenly spread subset of N data points")
+    p.add_argument("--batch-size", type=int, default=100, help="data points per pass (memory ~ batch x 100 samples)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_data_dir(p)
+    add_device(p)
+    add_seed(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Evaluate and print a table or a JSON object."""
+    from ppl_models.evaluate.run_eval import evaluate_run
+
+    r = evaluate_run(args.run_dir, args.split, args.nll_samples, args.limit, args.data_dir, args.device, args.seed,
+                     args.batch_size, progress=not args.json)
+    if args.json:
+        print(json.dumps(r))
+        return
+    print(f"{r['data']}/{r['split']}  n={r['n']}  K={r['nll_samples']}  ({r['seconds']}s)")
+    print(f"  ELBO          {r['elbo']:10.3f} nats")
+    print(f"  NLL (IS, K)   {r['nll']:10.3f} nats   {r['bits_per_dim']:.4f} bits/dim")

@@ -1,0 +1,43 @@
+"""Entry point of the ``ppl`` command: dispatches to one small module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ppl_models.cli import eval as eval_cmd
+from ppl_models.cli import models as models_cmd
+from ppl_models.cli import sample as sample_cmd
+from ppl_models.cli import train as train_cmd
+
+SUBCOMMANDS = [train_cmd, eval_cmd, sample_cmd, models_cmd]
+
+# Errors that carry a message meant for the user; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, FloatingPointError, TypeError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``ppl`` argument parser."""
+    parser = argparse.ArgumentParser(prog="ppl", description="Deep generative models as Pyro programs.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``ppl`` with ``argv`` (default: the process arguments); return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except USER_ERRORS as e:
+        print(f"ppl {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ppl {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

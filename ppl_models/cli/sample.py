@@ -1,0 +1,33 @@
+"""``ppl sample RUN -n 64 --out grid.png``: a PNG grid of samples from a trained model."""
+
+from __future__ import annotations
+
+import argparse
+
+from ppl_models.cli.common import add_seed
+
+
+def add_parser(subparsers) -> None:
+    """Register the ``sample`` subcommand."""
+    p = subparsers.add_parser("sample", help="save a PNG grid of model samples", description=__doc__)
+    p.add_argument("run_dir", metavar="RUN", help="a run directory made by `ppl train`")
+    p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--mean", action="store_true", help="decoder means E[x|z] instead of draws x ~ p(x|z)")
+    add_seed(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Load the run, sample and save the grid."""
+    import pyro
+
+    from ppl_models.evaluate.samples import sample_observations, save_grid
+    from ppl_models.train import RunDir
+
+    if args.n < 1:
+        raise ValueError(f"-n must be at least 1, got {args.n}")
+    _, model = RunDir(args.run_dir).load_model("cpu")
+    pyro.set_rng_seed(args.seed)
+    path = save_grid(sample_observations(model, args.n, mean=args.mean), args.out)
+    print(f"saved {args.n} {'means' if args.mean else 'draws'} to {path}")

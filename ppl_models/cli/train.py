@@ -1,0 +1,58 @@
+"""``ppl train MODEL --data NAME --out RUN``: train a model with SVI into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+
+from ppl_models.cli.common import add_data_dir, add_device, add_seed
+
+# Flags that fill TrainConfig fields; None means "not given" (resume then keeps the saved value).
+TRAIN_FLAGS = ["data", "binarize", "objective", "particles", "epochs", "batch_size", "lr", "seed", "device", "log_every"]
+# Flags that fill the model's config dataclass.
+MODEL_FLAGS = ["latent_dim", "hidden", "activation", "likelihood", "obs_scale"]
+
+
+def add_parser(subparsers) -> None:
+    """Register the ``train`` subcommand."""
+    p = subparsers.add_parser("train", help="train a model with SVI", description=__doc__)
+    p.add_argument("model", help="registered model name (see `ppl models`)")
+    p.add_argument("--data", default=None, help="dataset name (default: digits)")
+    add_data_dir(p)
+    p.add_argument("--out", required=True, help="run directory to create (or continue with --resume)")
+    p.add_argument("--objective", default=None, help="elbo (default) or elbo-analytic")
+    p.add_argument("--particles", type=int, default=None, help="Monte Carlo samples per data point (default 1)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the training data (default 10)")
+    p.add_argument("--batch-size", type=int, default=None, help="data points per step (default 100)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--binarize", choices=["none", "dynamic"], default=None, help="dynamic: resample binary pixels each batch")
+    p.add_argument("--latent-dim", type=int, default=None, help="size of z (default 50)")
+    p.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths (default 400)")
+    p.add_argument("--activation", default=None, help="relu, softplus, tanh, elu or gelu")
+    p.add_argument("--likelihood", default=None, help="bernoulli | gaussian | gaussian-learned (default: from the data)")
+    p.add_argument("--obs-scale", type=float, default=None, help="standard deviation of the gaussian likelihood")
+    add_device(p, default=None)
+    add_seed(p, default=None)
+    p.add_argument("--log-every", type=int, default=None, help="steps between loss read-backs (default 50)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(run=run)
+
+
+def _given(args: argparse.Namespace, names: list[str]) -> dict:
+    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+
+
+def run(args: argparse.Namespace) -> None:
+    """Configure, train, then save sample grids into the run directory."""
+    from ppl_models.evaluate.samples import save_sample_grids
+    from ppl_models.train import RunDir, fit
+    from ppl_models.train.configure import configure_run
+
+    model_fields = _given(args, MODEL_FLAGS)
+    if "hidden" in model_fields:
+        model_fields["hidden"] = tuple(model_fields["hidden"])
+    run_dir = RunDir(args.out)
+    config, dataset = configure_run(args.model, run_dir, _given(args, TRAIN_FLAGS), model_fields, args.data_dir, args.resume)
+    model = fit(run_dir, config, dataset, resume=args.resume, progress=not args.no_progress)
+    paths = save_sample_grids(model, run_dir.path / "samples", n=64)
+    print(f"run saved in {run_dir.path}; samples: {', '.join(str(p) for p in paths)}")

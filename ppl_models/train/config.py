@@ -1,0 +1,31 @@
+"""The training configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything about a training run that is not the model's architecture."""
+
+    data: str = "digits"  # dataset name (ppl_models.data.available_datasets)
+    binarize: str = "none"  # none | dynamic: resample x ~ Bernoulli(grey level) at every batch
+    objective: str = "elbo"  # objective name (ppl_models.objectives.available_objectives)
+    particles: int = 1  # Monte Carlo samples per data point in the objective
+    epochs: int = 10  # passes over the training split
+    batch_size: int = 100  # data points per SVI step
+    lr: float = 1e-3  # Adam learning rate
+    seed: int = 0  # seeds parameters, shuffling and sampling; a CPU run repeats exactly
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_every: int = 50  # steps between reading the loss back to the host
+    keep_checkpoints: int = 2  # most recent checkpoints kept on disk
+
+    def __post_init__(self) -> None:
+        for name in ("particles", "epochs", "batch_size", "log_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.binarize not in ("none", "dynamic"):
+            raise ValueError(f"binarize must be 'none' or 'dynamic', got {self.binarize!r}")

@@ -1,0 +1,63 @@
+"""Turn command-line choices into a :class:`RunConfig`, for a new run or one being resumed."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ppl_models.data import Dataset, load_dataset
+from ppl_models.registry import get_model, model_config
+from ppl_models.train.config import TrainConfig
+from ppl_models.train.run import RunConfig, RunDir
+
+# Settings a resumed run may change; any other difference from the saved config is an error.
+RESUMABLE_OVERRIDES = {"epochs", "device", "log_every"}
+
+
+def default_likelihood(dataset: Dataset, binarize: str) -> str:
+    """Bernoulli for binary (or dynamically binarized) data, a fixed-scale Gaussian otherwise."""
+    return "bernoulli" if dataset.binary or binarize == "dynamic" else "gaussian"
+
+
+def configure_run(
+    model: str, run: RunDir, train_fields: dict[str, Any], model_fields: dict[str, Any],
+    data_dir: str | None = None, resume: bool = False,
+) -> tuple[RunConfig, Dataset]:
+    """The run config and dataset for ``ppl train``.
+
+    Args:
+        model: registered model name.
+        run: the run directory.
+        train_fields: TrainConfig fields given on the command line (others take defaults).
+        model_fields: model config fields given on the command line.
+        data_dir: dataset directory override.
+        resume: continue ``run``: its saved config is used, and a given field may only differ
+            from it if it is in ``RESUMABLE_OVERRIDES``.
+    """
+    if resume and run.config_path.exists():
+        saved = run.load_config()
+        _check_same(run, "model", saved.model, model)
+        for name, value in model_fields.items():
+            _check_same(run, name, getattr(saved.model_config, name, None), value)
+        for name, value in train_fields.items():
+            if name not in RESUMABLE_OVERRIDES:
+                _check_same(run, name, getattr(saved.train, name), value)
+        overrides = {k: v for k, v in train_fields.items() if k in RESUMABLE_OVERRIDES}
+        config = dataclasses.replace(saved, train=dataclasses.replace(saved.train, **overrides))
+        return config, load_dataset(config.train.data, data_dir)
+
+    train = TrainConfig(**train_fields)
+    get_model(model)  # an unknown name fails before the data are loaded
+    dataset = load_dataset(train.data, data_dir)
+    fields = {f.name for f in dataclasses.fields(get_model(model).config_cls)}
+    if "likelihood" in fields and "likelihood" not in model_fields:
+        model_fields = {**model_fields, "likelihood": default_likelihood(dataset, train.binarize)}
+    return RunConfig(model, model_config(model, **model_fields), train, tuple(dataset.event_shape)), dataset
+
+
+def _check_same(run: RunDir, name: str, saved: Any, given: Any) -> None:
+    if saved != given:
+        raise ValueError(
+            f"--resume: {name}={given!r} differs from {saved!r} saved in {run.config_path}; "
+            f"only {sorted(RESUMABLE_OVERRIDES)} may change when resuming"
+        )

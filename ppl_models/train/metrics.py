@@ -1,0 +1,39 @@
+"""metrics.csv: one row per epoch, appended as training goes."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ["epoch", "step", "train_loss", "valid_elbo", "epoch_time_s", "elapsed_s"]
+
+
+class MetricsLog:
+    """Append-only CSV of per-epoch metrics. Values are nats per data point.
+
+    Args:
+        path: the CSV file.
+        resume_epoch: when resuming after this epoch, rows of later epochs (written by a run that
+            died before its checkpoint) are dropped; ``None`` starts a new file.
+    """
+
+    def __init__(self, path: Path, resume_epoch: int | None = None):
+        self.path = Path(path)
+        rows = self.read(self.path) if resume_epoch is not None and self.path.exists() else []
+        rows = [r for r in rows if int(r["epoch"]) <= (resume_epoch or 0)]
+        with open(self.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def append(self, **row: Any) -> None:
+        """Append one epoch's row; keys must be ``COLUMNS``."""
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, COLUMNS).writerow(row)
+
+    @staticmethod
+    def read(path: Path) -> list[dict[str, str]]:
+        """All rows of a metrics file."""
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))

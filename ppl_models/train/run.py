@@ -1,0 +1,83 @@
+"""A run directory: ``config.json`` (enough to rebuild every object), checkpoints and metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ppl_models.registry import build_model, model_config
+from ppl_models.train.checkpoint import atomic_write, latest_checkpoint, load_checkpoint
+from ppl_models.train.config import TrainConfig
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What a run directory records about how it was made."""
+
+    model: str  # registered model name
+    model_config: Any  # the model family's config dataclass
+    train: TrainConfig  # training settings
+    event_shape: tuple[int, ...]  # shape of one observation
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": self.model,
+            "model_config": dataclasses.asdict(self.model_config),
+            "train": dataclasses.asdict(self.train),
+            "event_shape": list(self.event_shape),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "RunConfig":
+        """Rebuild from :meth:`to_json` output; JSON lists become tuples again."""
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in d["model_config"].items()}
+        return cls(d["model"], model_config(d["model"], **fields), TrainConfig(**d["train"]), tuple(d["event_shape"]))
+
+
+class RunDir:
+    """Paths and I/O of one run directory.
+
+    Args:
+        path: the directory (created on first write).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config_path = self.path / "config.json"
+        self.checkpoints = self.path / "checkpoints"
+        self.metrics_path = self.path / "metrics.csv"
+        self.figures = self.path / "figures"
+
+    def save_config(self, config: RunConfig) -> None:
+        """Write ``config.json`` atomically."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(config.to_json(), indent=2).encode()
+        atomic_write(self.config_path, lambda f: f.write(text))
+
+    def load_config(self) -> RunConfig:
+        """Read ``config.json``, with an error that names a missing or malformed file."""
+        if not self.config_path.exists():
+            raise FileNotFoundError(f"{self.path} is not a run directory: {self.config_path} does not exist")
+        try:
+            return RunConfig.from_json(json.loads(self.config_path.read_text()))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{self.config_path} is malformed: {e}") from e
+
+    def load_model(self, device: str | torch.device = "cpu") -> tuple[RunConfig, torch.nn.Module]:
+        """Rebuild the model from ``config.json`` and the newest checkpoint, in eval mode."""
+        config = self.load_config()
+        path = latest_checkpoint(self.checkpoints)
+        if path is None:
+            raise FileNotFoundError(f"run {self.path} has no checkpoint in {self.checkpoints}")
+        model = build_model(config.model, config.model_config, config.event_shape)
+        model.load_state_dict(load_checkpoint(path)["model"])
+        return config, model.to(device).eval()
