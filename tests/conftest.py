@@ -25,7 +25,7 @@ _REQUIRED = (
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
     """The shared real-data directory (``PPL_DATA_DIR``); skips the test if its files are missing."""
-    path = Path(os.environ["PPL_DATA_DIR"])
+    path = Path(os.environ["PPL_DATA_DIR"]).resolve()  # CI passes it relative to the repo root
     missing = [name for name in _REQUIRED if not (path / name).is_file()]
     if missing:
         pytest.skip(f"shared data missing in {path}: {', '.join(missing)}")
@@ -40,8 +40,13 @@ def digits():
     return load_dataset("digits")
 
 
-def tiny_run_config(epochs: int = 2, seed: int = 0, **model_fields):
-    """A small VAE on digits that trains in about a second: 2 epochs of 15 steps."""
+@pytest.fixture
+def tiny_run_config():
+    """Factory of small VAE run configs on digits that train in about a second (15 steps an epoch)."""
+    return _tiny_run_config
+
+
+def _tiny_run_config(epochs: int = 2, seed: int = 0, **model_fields):
     from ppl_models.registry import model_config
     from ppl_models.train.config import TrainConfig
     from ppl_models.train.run import RunConfig

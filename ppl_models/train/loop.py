@@ -105,7 +105,8 @@ def fit(run: RunDir, config: RunConfig, dataset, resume: bool = False, progress:
     if last is not None and not resume:
         raise FileExistsError(f"{run.path} already holds checkpoints; pass --resume to continue it or choose another --out")
     if resume and last is not None:
-        state = load_checkpoint(last, map_location=device)
+        # RNG states must stay CPU tensors; load_state_dict copies weights onto the model's device.
+        state = load_checkpoint(last, map_location="cpu")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"], data_rng)

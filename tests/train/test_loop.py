@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_run_config
 
 from ppl_models.train import RunDir, fit
 from ppl_models.train.checkpoint import list_checkpoints, load_checkpoint
@@ -16,7 +15,7 @@ def states_equal(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_seeded_runs_repeat_exactly(tmp_path, digits):
+def test_seeded_runs_repeat_exactly(tmp_path, digits, tiny_run_config):
     a = fit(RunDir(tmp_path / "a"), tiny_run_config(seed=3), digits, progress=False)
     b = fit(RunDir(tmp_path / "b"), tiny_run_config(seed=3), digits, progress=False)
     c = fit(RunDir(tmp_path / "c"), tiny_run_config(seed=4), digits, progress=False)
@@ -26,7 +25,7 @@ def test_seeded_runs_repeat_exactly(tmp_path, digits):
     assert [r["train_loss"] for r in rows_a] == [r["train_loss"] for r in rows_b]
 
 
-def test_resume_gives_exactly_the_uninterrupted_result(tmp_path, digits):
+def test_resume_gives_exactly_the_uninterrupted_result(tmp_path, digits, tiny_run_config):
     straight = fit(RunDir(tmp_path / "straight"), tiny_run_config(epochs=4), digits, progress=False)
     fit(RunDir(tmp_path / "split"), tiny_run_config(epochs=2), digits, progress=False)
     resumed = fit(RunDir(tmp_path / "split"), tiny_run_config(epochs=4), digits, resume=True, progress=False)
@@ -40,7 +39,7 @@ def test_resume_gives_exactly_the_uninterrupted_result(tmp_path, digits):
     assert [r["valid_elbo"] for r in rows] == [r["valid_elbo"] for r in straight_rows]
 
 
-def test_run_directory_contents(tmp_path, digits):
+def test_run_directory_contents(tmp_path, digits, tiny_run_config):
     run = RunDir(tmp_path / "run")
     fit(run, tiny_run_config(epochs=3), digits, progress=False)
     config = json.loads(run.config_path.read_text())
@@ -57,13 +56,13 @@ def test_run_directory_contents(tmp_path, digits):
     assert not model.training
 
 
-def test_existing_run_is_not_overwritten_without_resume(tmp_path, digits):
+def test_existing_run_is_not_overwritten_without_resume(tmp_path, digits, tiny_run_config):
     fit(RunDir(tmp_path / "run"), tiny_run_config(epochs=1), digits, progress=False)
     with pytest.raises(FileExistsError, match="--resume"):
         fit(RunDir(tmp_path / "run"), tiny_run_config(epochs=2), digits, progress=False)
 
 
-def test_bernoulli_on_grey_data_is_refused_before_training(tmp_path, digits):
+def test_bernoulli_on_grey_data_is_refused_before_training(tmp_path, digits, tiny_run_config):
     with pytest.raises(ValueError, match=r"digits/train: the bernoulli likelihood needs values in \{0, 1\}"):
         fit(RunDir(tmp_path / "run"), tiny_run_config(likelihood="bernoulli"), digits, progress=False)
     assert not (tmp_path / "run" / "checkpoints").exists()
