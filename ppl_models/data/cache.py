@@ -8,12 +8,12 @@ problems are never fatal: an unreadable or unwritable cache only means parsing a
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from ppl_models.atomic import atomic_write
 
 from .datadir import user_cache_dir
 
@@ -45,10 +45,7 @@ def cached_bits(source: Path, raw: bytes, ncols: int, parse: Callable[[], np.nda
     bits = parse()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
-        with os.fdopen(fd, "wb") as out:
-            np.save(out, np.packbits(bits, axis=1), allow_pickle=False)
-        os.replace(tmp, path)
+        atomic_write(path, lambda out: np.save(out, np.packbits(bits, axis=1), allow_pickle=False))
     except OSError:
         pass
     return bits

@@ -9,10 +9,10 @@ from pathlib import Path
 import pyro
 import torch
 
+from ppl_models.atomic import atomic_write
 from ppl_models.data import load_dataset
 from ppl_models.evaluate.likelihood import estimate_log_likelihood, evenly_spaced_indices
 from ppl_models.models.likelihoods import check_support
-from ppl_models.train.checkpoint import atomic_write
 from ppl_models.train.loop import resolve_device
 from ppl_models.train.run import RunDir
 

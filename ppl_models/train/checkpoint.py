@@ -8,35 +8,15 @@ only, and a crafted pickle cannot run code.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ppl_models.atomic import atomic_write
+
 _NAME = re.compile(r"^epoch-(\d+)\.pt$")
-
-
-def atomic_write(path: Path, write) -> None:
-    """Create ``path`` atomically: ``write(fileobj)`` fills a temp file that is fsynced and renamed."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def checkpoint_path(directory: Path, epoch: int) -> Path:

@@ -11,7 +11,8 @@ from typing import Any
 import torch
 
 from ppl_models.registry import build_model, model_config
-from ppl_models.train.checkpoint import atomic_write, latest_checkpoint, load_checkpoint
+from ppl_models.atomic import atomic_write
+from ppl_models.train.checkpoint import latest_checkpoint, load_checkpoint
 from ppl_models.train.config import TrainConfig
 
 FORMAT_VERSION = 1
