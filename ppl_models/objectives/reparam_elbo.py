@@ -44,13 +44,14 @@ class ReparamELBO(ELBO):
     def __init__(self, analytic_kl: bool = False, num_particles: int = 1, max_plate_nesting: int = 1):
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting,
                          vectorize_particles=num_particles > 1)
+        self.model_plate_nesting = max_plate_nesting  # pyro.infer.ELBO adds 1 for vectorized particles
         self.analytic_kl = analytic_kl
         self._general: ELBO | None = None  # Pyro's class, used once a guide needs score-function terms
 
     def _get_trace(self, model, guide, args, kwargs):
         """Guide trace and model trace replayed against it, particles vectorized (pyro.infer.ELBO API)."""
         if self.num_particles > 1:
-            with pyro.plate("particles", self.num_particles, dim=-(self.max_plate_nesting + 1)):
+            with pyro.plate("particles", self.num_particles, dim=-(self.model_plate_nesting + 1)):
                 guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
                 model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         else:

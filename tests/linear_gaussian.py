@@ -11,7 +11,8 @@ from torch import nn
 
 
 class LinearGaussian(nn.Module):
-    """PPCA whose guide is the exact posterior, optionally shifted by ``guide_shift`` and widened by ``guide_widen``."""
+    """PPCA whose guide is the exact posterior, shifted by ``guide_shift`` and its covariance scaled by
+    ``guide_widen``; both are learnable guide parameters (``shift``, ``log_widen``)."""
 
     def __init__(self, data_dim=5, latent_dim=2, noise=0.5, guide_shift=0.0, guide_widen=1.0, seed=0):
         super().__init__()
@@ -20,8 +21,8 @@ class LinearGaussian(nn.Module):
         self.b = torch.randn(data_dim, generator=g, dtype=torch.float64)
         self.noise = noise
         self.latent_dim = latent_dim
-        self.guide_shift = guide_shift
-        self.guide_widen = guide_widen
+        self.shift = nn.Parameter(torch.tensor(float(guide_shift), dtype=torch.float64))
+        self.log_widen = nn.Parameter(torch.tensor(float(guide_widen), dtype=torch.float64).log())
 
     def marginal(self):
         cov = self.W @ self.W.T + self.noise**2 * torch.eye(self.W.shape[0], dtype=torch.float64)
@@ -31,7 +32,8 @@ class LinearGaussian(nn.Module):
         M = self.W.T @ self.W + self.noise**2 * torch.eye(self.latent_dim, dtype=torch.float64)
         Minv = torch.linalg.inv(M)
         loc = (x - self.b) @ self.W @ Minv.T
-        return dist.MultivariateNormal(loc + self.guide_shift, covariance_matrix=self.guide_widen * self.noise**2 * Minv)
+        cov = self.log_widen.exp() * self.noise**2 * Minv
+        return dist.MultivariateNormal(loc + self.shift, covariance_matrix=cov)
 
     def model(self, x=None, batch_size=None):
         n = x.shape[0] if x is not None else batch_size
