@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -50,7 +51,8 @@ def evenly_spaced_indices(n: int, limit: int | None) -> torch.Tensor:
 
 @torch.no_grad()
 def per_datapoint_bounds(
-    model, x: torch.Tensor, num_samples: int, batch_size: int = 100, particle_chunk: int = 100, progress: bool = False
+    model, x: torch.Tensor, num_samples: int, batch_size: int = 100, particle_chunk: int = 100, progress: bool = False,
+    guide_for: Callable | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-data-point ELBO and log p(x) estimate, each of shape ``[N]``.
 
@@ -61,14 +63,17 @@ def per_datapoint_bounds(
         batch_size: data points per pass.
         particle_chunk: importance samples per pass; memory scales with batch_size * particle_chunk.
         progress: show a tqdm bar over batches.
+        guide_for: ``guide_for(model, x_batch)`` gives the proposal for a batch (an inference
+            strategy's fitted or refined guide); by default the model's own guide.
     """
     elbos, log_px = [], []
     for start in tqdm(range(0, x.shape[0], batch_size), disable=None if progress else True, desc="evaluate", unit="batch"):
         xb = x[start : start + batch_size]
+        guide = model.guide if guide_for is None else guide_for(model, xb)
         lse = total = None  # running log-sum-exp and sum of log w over particle chunks
         for k0 in range(0, num_samples, particle_chunk):
             k = min(particle_chunk, num_samples - k0)
-            lw = log_importance_weights(model.model, model.guide, xb, num_particles=k)
+            lw = log_importance_weights(model.model, guide, xb, num_particles=k)
             lse = lw.logsumexp(0) if lse is None else torch.logaddexp(lse, lw.logsumexp(0))
             total = lw.sum(0) if total is None else total + lw.sum(0)
         elbos.append(total / num_samples)
@@ -78,7 +83,7 @@ def per_datapoint_bounds(
 
 def estimate_log_likelihood(
     model, x: torch.Tensor, num_samples: int = 1000, batch_size: int = 100, particle_chunk: int = 100,
-    progress: bool = False,
+    progress: bool = False, guide_for: Callable | None = None,
 ) -> LikelihoodResult:
     """Mean ELBO, NLL and bits per dimension of ``model`` on data ``x``.
 
@@ -89,10 +94,11 @@ def estimate_log_likelihood(
         batch_size: data points per pass.
         particle_chunk: importance samples per pass.
         progress: show a tqdm bar.
+        guide_for: the proposal for each batch (see :func:`per_datapoint_bounds`).
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-    elbo, log_px = per_datapoint_bounds(model, x, num_samples, batch_size, particle_chunk, progress)
+    elbo, log_px = per_datapoint_bounds(model, x, num_samples, batch_size, particle_chunk, progress, guide_for)
     nll = -log_px.mean().item()
     dims = math.prod(x.shape[1:])
     return LikelihoodResult(elbo.mean().item(), nll, nll / (dims * math.log(2)), num_samples, x.shape[0])

@@ -13,6 +13,11 @@ class TrainConfig:
     binarize: str = "none"  # none | dynamic: resample x ~ Bernoulli(grey level) at every batch
     objective: str = "elbo"  # objective name (ppl_models.objectives.available_objectives)
     particles: int = 1  # Monte Carlo samples per data point in the objective
+    grad_estimator: str = "standard"  # standard | stl | dreg (the latter two for iwae)
+    strategy: str = "amortized"  # amortized | semi-amortized | per-datapoint (ppl_models.inference)
+    local_steps: int | None = None  # refinement steps (semi-amortized, 10) or step cap (per-datapoint, 200)
+    local_lr: float | None = None  # step size of the per-data-point updates (strategy default if None)
+    local_tol: float = 1e-3  # per-datapoint: relative ELBO improvement that counts as converged
     epochs: int = 10  # passes over the training split
     batch_size: int = 100  # data points per SVI step
     lr: float = 1e-3  # Adam learning rate
@@ -27,5 +32,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.local_steps is not None and self.local_steps < 1:
+            raise ValueError(f"local_steps must be at least 1, got {self.local_steps}")
+        if self.local_lr is not None and not self.local_lr > 0:
+            raise ValueError(f"local_lr must be positive, got {self.local_lr}")
+        if not self.local_tol >= 0:
+            raise ValueError(f"local_tol must be non-negative, got {self.local_tol}")
         if self.binarize not in ("none", "dynamic"):
             raise ValueError(f"binarize must be 'none' or 'dynamic', got {self.binarize!r}")
