@@ -46,10 +46,11 @@ def tiny_run_config():
     return _tiny_run_config
 
 
-def _tiny_run_config(epochs: int = 2, seed: int = 0, **model_fields):
+def _tiny_run_config(epochs: int = 2, seed: int = 0, train_fields: dict | None = None, **model_fields):
     from ppl_models.registry import model_config
     from ppl_models.train.config import TrainConfig
     from ppl_models.train.run import RunConfig
 
     fields = {"latent_dim": 4, "hidden": (32,), "likelihood": "gaussian", **model_fields}
-    return RunConfig("vae", model_config("vae", **fields), TrainConfig(data="digits", epochs=epochs, seed=seed), (8, 8))
+    train = TrainConfig(data="digits", epochs=epochs, seed=seed, **(train_fields or {}))
+    return RunConfig("vae", model_config("vae", **fields), train, (8, 8))

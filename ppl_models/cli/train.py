@@ -7,7 +7,8 @@ import argparse
 from ppl_models.cli.common import add_data_dir, add_device, add_seed
 
 # Flags that fill TrainConfig fields; None means "not given" (resume then keeps the saved value).
-TRAIN_FLAGS = ["data", "binarize", "objective", "particles", "epochs", "batch_size", "lr", "seed", "device", "log_every"]
+TRAIN_FLAGS = ["data", "binarize", "objective", "particles", "grad_estimator", "strategy", "local_steps", "local_lr",
+               "local_tol", "epochs", "batch_size", "lr", "seed", "device", "log_every"]
 # Flags that fill the model's config dataclass.
 MODEL_FLAGS = ["latent_dim", "hidden", "activation", "likelihood", "obs_scale"]
 
@@ -19,8 +20,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data", default=None, help="dataset name (default: digits)")
     add_data_dir(p)
     p.add_argument("--out", required=True, help="run directory to create (or continue with --resume)")
-    p.add_argument("--objective", default=None, help="elbo (default) or elbo-analytic")
-    p.add_argument("--particles", type=int, default=None, help="Monte Carlo samples per data point (default 1)")
+    p.add_argument("--objective", default=None, help="elbo (default), elbo-analytic or iwae")
+    p.add_argument("--particles", type=int, default=None, help="Monte Carlo samples per data point, K (default 1)")
+    p.add_argument("--grad-estimator", default=None, help="iwae gradient: standard (default), stl or dreg")
+    p.add_argument("--strategy", default=None, help="amortized (default), semi-amortized or per-datapoint")
+    p.add_argument("--local-steps", type=int, default=None,
+                   help="semi-amortized: refinement steps (default 10); per-datapoint: step cap (default 200)")
+    p.add_argument("--local-lr", type=float, default=None, help="step size of the per-data-point updates")
+    p.add_argument("--local-tol", type=float, default=None, help="per-datapoint convergence tolerance (default 1e-3)")
     p.add_argument("--epochs", type=int, default=None, help="passes over the training data (default 10)")
     p.add_argument("--batch-size", type=int, default=None, help="data points per step (default 100)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")

@@ -12,6 +12,7 @@ import torch
 from ppl_models.atomic import atomic_write
 from ppl_models.data import load_dataset
 from ppl_models.evaluate.likelihood import estimate_log_likelihood, evenly_spaced_indices
+from ppl_models.inference import build_strategy
 from ppl_models.models.likelihoods import check_support
 from ppl_models.train.loop import resolve_device
 from ppl_models.train.run import RunDir
@@ -22,6 +23,9 @@ def evaluate_run(
     data_dir: str | None = None, device: str = "auto", seed: int = 0, batch_size: int = 100, progress: bool = True,
 ) -> dict:
     """ELBO, importance-sampled NLL and bits/dim of a run on ``split``; also written to ``RUN/eval-SPLIT.json``.
+
+    The proposal is the run's inference strategy's guide: the encoder, the refined encoder
+    (semi-amortized) or posteriors fitted per data point with the model frozen (per-datapoint).
 
     Args:
         run_path: the run directory.
@@ -45,8 +49,10 @@ def evaluate_run(
     pyro.set_rng_seed(seed)
     t0 = time.perf_counter()
     with pyro.validation_enabled(False):
-        result = estimate_log_likelihood(model, x, nll_samples, batch_size=batch_size, progress=progress)
-    out = {**result.to_json(), "split": split, "data": config.train.data, "run": str(run.path),
+        strategy = build_strategy(model, config.train, x)
+        result = estimate_log_likelihood(model, x, nll_samples, batch_size=batch_size, progress=progress,
+                                         guide_for=strategy.guide_for)
+    out = {**result.to_json(), "strategy": config.train.strategy, "split": split, "data": config.train.data, "run": str(run.path),
            "seconds": round(time.perf_counter() - t0, 2)}
     text = json.dumps(out, indent=2).encode()
     atomic_write(run.path / f"eval-{split}.json", lambda f: f.write(text))

@@ -47,7 +47,7 @@ def fit_local(module: torch.nn.Module, x: torch.Tensor, sites: list[LatentSite],
         params: starting ``(loc, log_scale)`` per site.
         max_steps: the cap on optimizer steps.
         lr: Adam step size.
-        tol: relative improvement below which the fit has converged.
+        tol: relative improvement below which the fit has converged (0: always run ``max_steps``).
 
     Returns:
         The fitted parameters (detached) and the number of steps taken.
@@ -68,7 +68,7 @@ def fit_local(module: torch.nn.Module, x: torch.Tensor, sites: list[LatentSite],
             steps += 1
             if steps % CHECK_EVERY == 0:
                 current, window = window.item() / CHECK_EVERY, torch.zeros((), device=x.device)
-                if previous is not None and previous - current < tol * abs(previous):
+                if tol > 0 and previous is not None and previous - current < tol * abs(previous):
                     break
                 previous = current
     return {name: (loc.detach(), log_scale.detach()) for name, (loc, log_scale) in local.items()}, steps

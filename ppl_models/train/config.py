@@ -17,7 +17,7 @@ class TrainConfig:
     strategy: str = "amortized"  # amortized | semi-amortized | per-datapoint (ppl_models.inference)
     local_steps: int | None = None  # refinement steps (semi-amortized, 10) or step cap (per-datapoint, 200)
     local_lr: float | None = None  # step size of the per-data-point updates (strategy default if None)
-    local_tol: float = 1e-3  # per-datapoint: relative ELBO improvement that counts as converged
+    local_tol: float = 1e-3  # per-datapoint: relative ELBO improvement that counts as converged (0: never)
     epochs: int = 10  # passes over the training split
     batch_size: int = 100  # data points per SVI step
     lr: float = 1e-3  # Adam learning rate

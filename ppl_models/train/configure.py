@@ -6,6 +6,8 @@ import dataclasses
 from typing import Any
 
 from ppl_models.data import Dataset, load_dataset
+from ppl_models.inference import check_strategy
+from ppl_models.objectives import build_objective
 from ppl_models.registry import get_model, model_config
 from ppl_models.train.config import TrainConfig
 from ppl_models.train.run import RunConfig, RunDir
@@ -47,7 +49,9 @@ def configure_run(
         return config, load_dataset(config.train.data, data_dir)
 
     train = TrainConfig(**train_fields)
-    get_model(model)  # an unknown name fails before the data are loaded
+    get_model(model)  # unknown names fail before the data are loaded
+    check_strategy(train.strategy)
+    build_objective(train.objective, train.particles, train.grad_estimator)
     dataset = load_dataset(train.data, data_dir)
     fields = {f.name for f in dataclasses.fields(get_model(model).config_cls)}
     if "likelihood" in fields and "likelihood" not in model_fields:
