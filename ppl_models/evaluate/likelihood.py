@@ -50,35 +50,53 @@ def evenly_spaced_indices(n: int, limit: int | None) -> torch.Tensor:
 
 
 @torch.no_grad()
-def per_datapoint_bounds(
-    model, x: torch.Tensor, num_samples: int, batch_size: int = 100, particle_chunk: int = 100, progress: bool = False,
-    guide_for: Callable | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-data-point ELBO and log p(x) estimate, each of shape ``[N]``.
+def bounds_table(
+    model, x: torch.Tensor, num_samples: int, iwae_k: tuple[int, ...] = (), batch_size: int = 100,
+    particle_chunk: int = 100, progress: bool = False, guide_for: Callable | None = None,
+) -> dict[str, torch.Tensor]:
+    """Per-data-point bounds from one stream of K importance samples, each of shape ``[N]``.
+
+    ``elbo`` is the mean of log w over all K draws, ``iwae_k`` the IWAE bound of the first k
+    draws for each k in ``iwae_k`` (at most K), and ``log_px`` the estimate from all K.
 
     Args:
         model: a module with Pyro ``model(x)`` and ``guide(x)`` methods.
         x: data ``[N, ...]`` on the model's device.
         num_samples: K, importance samples per data point.
+        iwae_k: sizes of the IWAE bounds to report besides the ELBO and log p(x).
         batch_size: data points per pass.
         particle_chunk: importance samples per pass; memory scales with batch_size * particle_chunk.
         progress: show a tqdm bar over batches.
         guide_for: ``guide_for(model, x_batch)`` gives the proposal for a batch (an inference
             strategy's fitted or refined guide); by default the model's own guide.
     """
-    elbos, log_px = [], []
+    if any(k > num_samples or k < 1 for k in iwae_k):
+        raise ValueError(f"iwae_k must lie in 1..{num_samples} (the number of samples), got {list(iwae_k)}")
+    chunk = max((particle_chunk, *iwae_k))  # the first chunk holds the draws of every IWAE-k bound
+    columns: dict[str, list[torch.Tensor]] = {"elbo": [], "log_px": [], **{f"iwae_{k}": [] for k in iwae_k}}
     for start in tqdm(range(0, x.shape[0], batch_size), disable=None if progress else True, desc="evaluate", unit="batch"):
         xb = x[start : start + batch_size]
         guide = model.guide if guide_for is None else guide_for(model, xb)
         lse = total = None  # running log-sum-exp and sum of log w over particle chunks
-        for k0 in range(0, num_samples, particle_chunk):
-            k = min(particle_chunk, num_samples - k0)
-            lw = log_importance_weights(model.model, guide, xb, num_particles=k)
+        for k0 in range(0, num_samples, chunk):
+            lw = log_importance_weights(model.model, guide, xb, num_particles=min(chunk, num_samples - k0))
+            if k0 == 0:
+                for k in iwae_k:
+                    columns[f"iwae_{k}"].append(lw[:k].logsumexp(0) - math.log(k))
             lse = lw.logsumexp(0) if lse is None else torch.logaddexp(lse, lw.logsumexp(0))
             total = lw.sum(0) if total is None else total + lw.sum(0)
-        elbos.append(total / num_samples)
-        log_px.append(lse - math.log(num_samples))
-    return torch.cat(elbos), torch.cat(log_px)
+        columns["elbo"].append(total / num_samples)
+        columns["log_px"].append(lse - math.log(num_samples))
+    return {name: torch.cat(parts) for name, parts in columns.items()}
+
+
+def per_datapoint_bounds(
+    model, x: torch.Tensor, num_samples: int, batch_size: int = 100, particle_chunk: int = 100, progress: bool = False,
+    guide_for: Callable | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-data-point ELBO and log p(x) estimate, each of shape ``[N]`` (see :func:`bounds_table`)."""
+    table = bounds_table(model, x, num_samples, (), batch_size, particle_chunk, progress, guide_for)
+    return table["elbo"], table["log_px"]
 
 
 def estimate_log_likelihood(

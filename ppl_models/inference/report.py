@@ -1,0 +1,111 @@
+"""Write a comparison's results: ``results.json``, ``results.csv``, ``results.md`` and a figure."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from ppl_models.atomic import atomic_write
+
+# (row key, column title, format) of the Markdown table
+COLUMNS = [
+    ("strategy", "strategy", "{}"),
+    ("test_elbo", "test ELBO", "{:.2f}"),
+    ("test_iwae_*", "test IWAE-{k}", "{:.2f}"),
+    ("test_nll", "test NLL (K={nll_samples})", "{:.2f}"),
+    ("valid_elbo", "valid bound", "{:.2f}"),
+    ("s_per_epoch", "s/epoch", "{:.2f}"),
+    ("train_s", "train s", "{:.1f}"),
+    ("eval_s", "eval s", "{:.1f}"),
+    ("parameters", "parameters", "{:,}"),
+]
+
+
+def _columns(rows: list[dict]) -> list[tuple[str, str, str]]:
+    cols = []
+    for key, title, fmt in COLUMNS:
+        if key == "test_iwae_*":
+            ks = [k.removeprefix("test_iwae_") for k in rows[0] if k.startswith("test_iwae_")]
+            cols += [(f"test_iwae_{k}", title.format(k=k), fmt) for k in ks]
+        else:
+            cols.append((key, title.format(nll_samples=rows[0].get("nll_samples")), fmt))
+    return cols
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as Markdown: the strategy table, then the estimator and NUTS checks if present."""
+    rows, cfg = results["rows"], results["config"]
+    cols = _columns(rows)
+    lines = [
+        f"# Inference strategies: {cfg['model']} on {cfg['data']}",
+        "",
+        f"{cfg['epochs']} epochs each, seed {cfg['seed']}, batch {cfg['batch_size']}, "
+        f"{rows[0]['n_train']} training and {rows[0]['n_test']} test images. Bounds are in nats per image; "
+        "each strategy is evaluated with its own guide, all bounds from the same draws.",
+        "",
+        "| " + " | ".join(t for _, t, _ in cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    lines += ["| " + " | ".join(f.format(r[k]) for k, _, f in cols) + " |" for r in rows]
+    if results.get("estimators"):
+        lines += ["", f"## log p(x) estimators at equal K (guide of `{results['diagnosed']}`)", "",
+                  "| proposal | K | mean log p(x) | bias | spread (sd over repeats) | rmse | s |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {e['estimator']} | {e['num_samples']} | {e['mean']:.2f} | {e['bias']:+.2f} | {e['spread']:.3f} | "
+                  f"{e['rmse']:.2f} | {e['seconds']:.2f} |" for e in results["estimators"]]
+        ref = results["estimators"][0]
+        lines += ["", f"Reference: guide importance sampling with K={ref['reference_samples']} "
+                      f"({ref['reference']:.2f}), {ref['n']} test images, {ref['repeats']} repeats."]
+    if results.get("nuts"):
+        lines += ["", f"## Guide of `{results['diagnosed']}` against NUTS", "",
+                  "| test image | mean distance (NUTS sd) | sd ratio guide/NUTS | log p(x), NUTS proposal | log p(x), guide |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {c['index']} | {c['mean_distance']:.2f} | {c['std_ratio']:.2f} | {c['log_px_nuts']:.2f} | "
+                  f"{c['log_px_guide']:.2f} |" for c in results["nuts"]]
+    return "\n".join(lines) + "\n"
+
+
+def save_figure(results: dict[str, Any], path: Path) -> Path:
+    """Validation bound against epochs and against wall time, one line per strategy (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for spec, curve in results["curves"].items():
+        epochs = [p["epoch"] for p in curve]
+        values = [p["valid_elbo"] for p in curve]
+        by_epoch.plot(epochs, values, marker="o", ms=3, label=spec)
+        by_time.plot([p["elapsed_s"] for p in curve], values, marker="o", ms=3, label=spec)
+    by_epoch.set(xlabel="epoch", ylabel="validation bound (nats)", title="per epoch")
+    by_time.set(xlabel="training wall time (s)", title="per second", xscale="log")
+    by_epoch.legend(fontsize=8)
+    for ax in (by_epoch, by_time):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    return path
+
+
+def write_results(results: dict[str, Any], out: str | Path) -> list[Path]:
+    """Write ``results.json``, ``results.csv``, ``results.md`` and ``validation.png`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(results["rows"][0]))
+    writer.writeheader()
+    writer.writerows(results["rows"])
+    files = {
+        "results.json": json.dumps(results, indent=2).encode(),
+        "results.csv": text.getvalue().encode(),
+        "results.md": markdown(results).encode(),
+    }
+    for name, data in files.items():
+        atomic_write(out / name, lambda f, data=data: f.write(data))
+    return [out / name for name in files] + [save_figure(results, out / "validation.png")]
