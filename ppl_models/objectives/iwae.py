@@ -117,8 +117,9 @@ class IWAE(ELBO):
         if self.grad_estimator == "dreg" and torch.is_grad_enabled():
             weights = torch.softmax(log_w.detach(), dim=0)
             for site in latent:  # the path gradient into z_k arrives times w~_k; make it w~_k^2
-                w = weights.reshape(weights.shape + (1,) * (site["value"].dim() - weights.dim()))
-                site["value"].register_hook(lambda g, w=w: g * w)
+                if site["value"].requires_grad:
+                    w = weights.reshape(weights.shape + (1,) * (site["value"].dim() - weights.dim()))
+                    site["value"].register_hook(lambda g, w=w: g * w)
         return log_w, scale
 
     @staticmethod

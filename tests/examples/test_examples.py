@@ -19,3 +19,13 @@ def test_vae_digits_example(tmp_path):
     result = load("vae_digits").main(["--epochs", "2", "--hidden", "32", "--nll-samples", "10", "--out", str(out)])
     assert math.isfinite(result["nll"]) and result["n"] == 180
     assert (out / "samples" / "mean.png").exists() and (out / "metrics.csv").exists()
+
+
+def test_iwae_dreg_digits_example(tmp_path):
+    out = tmp_path / "cmp"
+    results = load("iwae_dreg_digits").main(
+        ["--epochs", "1", "--strategies", "elbo,iwae:3:dreg", "--nll-samples", "10", "--out", str(out)]
+    )
+    assert [r["strategy"] for r in results["rows"]] == ["elbo", "iwae:3:dreg"]
+    assert all(math.isfinite(r["test_nll"]) for r in results["rows"])
+    assert (out / "results.md").exists() and (out / "validation.png").exists()
