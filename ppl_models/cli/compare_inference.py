@@ -26,6 +26,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--latent-dim", type=int, default=None, help="size of z (model default if omitted)")
     p.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths (model default if omitted)")
     p.add_argument("--limit", type=int, default=None, help="cap every split at N evenly spread images (fast runs)")
+    p.add_argument("--test-limit", type=int, default=None, help="cap the test split further at N images")
     p.add_argument("--nll-samples", type=int, default=5000, help="K of the test NLL (default 5000)")
     p.add_argument("--iwae-k", type=int, nargs="+", default=[5, 50], help="IWAE-k test bounds to report (default 5 50)")
     p.add_argument("--estimator-points", type=int, default=100,
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> None:
     config = CompareConfig(
         model=args.model, data=args.data, strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
-        limit=args.limit, nll_samples=args.nll_samples, iwae_k=tuple(args.iwae_k),
+        limit=args.limit, test_limit=args.test_limit, nll_samples=args.nll_samples, iwae_k=tuple(args.iwae_k),
         estimator_points=args.estimator_points, estimator_samples=args.estimator_samples,
         nuts_points=args.nuts_points, model_fields=model_fields,
     )

@@ -76,6 +76,7 @@ class CompareConfig:
     seed: int = 0  # one seed for every strategy's initialization, shuffling and evaluation
     device: str = "auto"  # auto | cpu | cuda
     limit: int | None = None  # cap every split at this many evenly spread data points
+    test_limit: int | None = None  # cap the test split further (evaluation costs K decoder passes per point)
     nll_samples: int = 5000  # K of the test NLL estimate; the ELBO and IWAE-k bounds use the same draws
     iwae_k: tuple[int, ...] = (5, 50)  # IWAE-k bounds to report
     eval_batch_size: int = 100  # test data points per evaluation pass
@@ -148,7 +149,7 @@ def compare_inference(config: CompareConfig, out: str | Path, resume: bool = Fal
         parse_strategy(spec)  # every spec is checked before anything trains
     dataset = limit_dataset(load_dataset(config.data, data_dir), config.limit)
     device = resolve_device(config.device)
-    test_x = dataset.test.x.to(device)
+    test_x = dataset.test.x[evenly_spaced_indices(len(dataset.test), config.test_limit)].to(device)
     rows, curves, models = [], {}, {}
     for spec in config.strategies:
         rc, run = run_config(config, spec, dataset), run_directory(out, spec)
@@ -164,7 +165,7 @@ def compare_inference(config: CompareConfig, out: str | Path, resume: bool = Fal
                "train_s": train_s, "s_per_epoch": train_s / len(metrics), "valid_elbo": curves[spec][-1]["valid_elbo"]}
         strategy = build_strategy(model, rc.train, dataset.train.x.to(device))  # sized as in training
         row.update(evaluate_strategy(model, strategy, test_x, config, progress))
-        row.update(n_train=len(dataset.train), n_test=len(dataset.test), nll_samples=config.nll_samples)
+        row.update(n_train=len(dataset.train), n_test=test_x.shape[0], nll_samples=config.nll_samples)
         rows.append(row)
         models[spec] = model
     results = {"config": dataclasses.asdict(config), "rows": rows, "curves": curves}
