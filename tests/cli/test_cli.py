@@ -71,3 +71,28 @@ def test_bad_input_gets_a_clear_error(argv, message, capsys, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_train_and_eval_with_a_strategy_and_an_estimator(tmp_path, capsys):
+    out = tmp_path / "semi"
+    flags = ["--objective", "iwae", "--particles", "3", "--grad-estimator", "dreg", "--strategy", "semi-amortized",
+             "--local-steps", "2"]
+    assert main(["train", "vae", *TINY, *flags, "--out", str(out)]) == 0
+    train = json.loads((out / "config.json").read_text())["train"]
+    assert (train["objective"], train["particles"], train["grad_estimator"], train["strategy"], train["local_steps"]) == (
+        "iwae", 3, "dreg", "semi-amortized", 2)
+    capsys.readouterr()
+    assert main(["eval", str(out), "--nll-samples", "10", "--limit", "20", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["strategy"] == "semi-amortized" and result["nll"] <= -result["elbo"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--strategy", "magic"], "unknown strategy 'magic'; choose one of amortized"),
+    (["--grad-estimator", "dreg"], "objective 'elbo' has only the standard gradient estimator"),
+    (["--objective", "iwae", "--grad-estimator", "score"], "unknown grad_estimator 'score'"),
+])
+def test_bad_inference_flags_name_the_problem(tmp_path, capsys, flags, message):
+    assert main(["train", "vae", *TINY, *flags, "--out", str(tmp_path / "r")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
