@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--iwae-k", type=int, nargs="+", default=[5, 50], help="IWAE-k test bounds to report (default 5 50)")
     p.add_argument("--estimator-points", type=int, default=100,
                    help="test images for the prior-vs-guide log p(x) estimators (default 100; 0 skips)")
-    p.add_argument("--estimator-samples", type=int, default=1000, help="K of both estimators (default 1000)")
+    p.add_argument("--estimator-samples", type=int, default=100, help="K of both estimators (default 100)")
     p.add_argument("--nuts-points", type=int, default=0, help="test images checked against NUTS (default 0)")
     p.add_argument("--out", required=True, help="output directory (results.* and runs/)")
     p.add_argument("--resume", action="store_true", help="continue the strategies' runs in --out")

@@ -60,7 +60,7 @@ def markdown(results: dict[str, Any]) -> str:
                       f"({ref['reference']:.2f}), {ref['n']} test images, {ref['repeats']} repeats."]
     if results.get("nuts"):
         lines += ["", f"## Guide of `{results['diagnosed']}` against NUTS", "",
-                  "| test image | mean distance (NUTS sd) | sd ratio guide/NUTS | log p(x), NUTS proposal | log p(x), guide |",
+                  "| point | mean distance (NUTS sd) | sd ratio guide/NUTS | log p(x), NUTS proposal | log p(x), guide |",
                   "|---|---|---|---|---|"]
         lines += [f"| {c['index']} | {c['mean_distance']:.2f} | {c['std_ratio']:.2f} | {c['log_px_nuts']:.2f} | "
                   f"{c['log_px_guide']:.2f} |" for c in results["nuts"]]
