@@ -7,12 +7,20 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+_UMASK = os.umask(0)  # reading the umask means setting it: read it once, at import, and put it back
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
-    """Create ``path`` atomically: ``write(fileobj)`` fills a temp file that is fsynced and renamed."""
+    """Create ``path`` atomically: ``write(fileobj)`` fills a temp file that is fsynced and renamed.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give (0666 less the umask), not
+    the 0600 of the temporary file.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -141,7 +141,7 @@ def compare_inference(config: CompareConfig, out: str | Path, resume: bool = Fal
         progress: show progress bars.
 
     Returns:
-        ``{"config", "rows", "curves"}``, with ``curves[spec]`` the per-epoch validation bound, and
+        ``{"config", "rows", "curves"}``, with ``curves[spec]`` the per-epoch validation ELBO, and
         ``"estimators"`` / ``"nuts"`` (see :func:`diagnose_guide`) for the first amortized strategy.
     """
     out = Path(out)

@@ -16,7 +16,7 @@ COLUMNS = [
     ("test_elbo", "test ELBO", "{:.2f}"),
     ("test_iwae_*", "test IWAE-{k}", "{:.2f}"),
     ("test_nll", "test NLL (K={nll_samples})", "{:.2f}"),
-    ("valid_elbo", "valid bound", "{:.2f}"),
+    ("valid_elbo", "valid ELBO", "{:.2f}"),
     ("s_per_epoch", "s/epoch", "{:.2f}"),
     ("train_s", "train s", "{:.1f}"),
     ("eval_s", "eval s", "{:.1f}"),
@@ -68,7 +68,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def save_figure(results: dict[str, Any], path: Path) -> Path:
-    """Validation bound against epochs and against wall time, one line per strategy (PNG)."""
+    """Validation ELBO (each strategy's own guide) against epochs and wall time, one line per strategy (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,7 +80,7 @@ def save_figure(results: dict[str, Any], path: Path) -> Path:
         values = [p["valid_elbo"] for p in curve]
         by_epoch.plot(epochs, values, marker="o", ms=3, label=spec)
         by_time.plot([p["elapsed_s"] for p in curve], values, marker="o", ms=3, label=spec)
-    by_epoch.set(xlabel="epoch", ylabel="validation bound (nats)", title="per epoch")
+    by_epoch.set(xlabel="epoch", ylabel="validation ELBO, strategy's own guide (nats)", title="per epoch")
     by_time.set(xlabel="training wall time (s)", title="per second", xscale="log")
     by_epoch.legend(fontsize=8)
     for ax in (by_epoch, by_time):
