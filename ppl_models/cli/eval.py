@@ -17,6 +17,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate a fixed, evenly spread subset of N data points")
     p.add_argument("--batch-size", type=int, default=100, help="data points per pass (memory ~ batch x 100 samples)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--strategy", default=None,
+                   help="test-time inference instead of the run's: amortized, semi-amortized or per-datapoint")
+    p.add_argument("--local-steps", type=int, default=None, help="refinement steps / step cap of that strategy")
+    p.add_argument("--local-lr", type=float, default=None, help="its step size")
+    p.add_argument("--local-tol", type=float, default=None, help="per-datapoint convergence tolerance")
     add_data_dir(p)
     add_device(p)
     add_seed(p)
@@ -26,12 +31,17 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     """Evaluate and print a table or a JSON object."""
     from ppl_models.evaluate.run_eval import evaluate_run
+    from ppl_models.inference import check_strategy
 
+    inference = {k: getattr(args, k) for k in ("strategy", "local_steps", "local_lr", "local_tol")
+                 if getattr(args, k) is not None}
+    if "strategy" in inference:
+        check_strategy(inference["strategy"])
     r = evaluate_run(args.run_dir, args.split, args.nll_samples, args.limit, args.data_dir, args.device, args.seed,
-                     args.batch_size, progress=not args.json)
+                     args.batch_size, progress=not args.json, inference=inference)
     if args.json:
         print(json.dumps(r))
         return
-    print(f"{r['data']}/{r['split']}  n={r['n']}  K={r['nll_samples']}  ({r['seconds']}s)")
+    print(f"{r['data']}/{r['split']}  n={r['n']}  K={r['nll_samples']}  {r['strategy']} guide  ({r['seconds']}s)")
     print(f"  ELBO          {r['elbo']:10.3f} nats")
     print(f"  NLL (IS, K)   {r['nll']:10.3f} nats   {r['bits_per_dim']:.4f} bits/dim")

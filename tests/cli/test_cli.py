@@ -96,3 +96,17 @@ def test_bad_inference_flags_name_the_problem(tmp_path, capsys, flags, message):
     assert main(["train", "vae", *TINY, *flags, "--out", str(tmp_path / "r")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_eval_can_refine_or_fit_an_amortized_runs_test_posteriors(run_dir, capsys):
+    results = {}
+    for flags in ([], ["--strategy", "semi-amortized", "--local-steps", "20", "--local-lr", "0.01"],
+                  ["--strategy", "per-datapoint", "--local-steps", "100"]):
+        assert main(["eval", str(run_dir), "--nll-samples", "50", "--limit", "40", "--json", *flags]) == 0
+        r = json.loads(capsys.readouterr().out)
+        results[r["strategy"]] = r["elbo"]
+    # Refining or fitting each test posterior beats the encoder's (the amortization gap): measured
+    # +46 and +55 nats after 2 epochs of training.
+    assert results["semi-amortized"] > results["amortized"] + 5
+    assert results["per-datapoint"] > results["amortized"] + 5
+    assert json.loads((run_dir / "config.json").read_text())["train"]["strategy"] == "amortized"  # not rewritten
