@@ -3,7 +3,7 @@
 The encoder proposes lambda_0 = (loc, log scale) for each data point; N gradient steps on that
 data point's ELBO refine it,
 
-    lambda_{t+1} = lambda_t + lr * grad_lambda ELBO(x; theta, lambda_t),
+    lambda_{t+1} = lambda_t + lr * grad_lambda ELBO(x; theta, lambda_t),   (the step's norm capped at MAX_STEP)
 
 and the model is trained on the bound at lambda_N. Training backpropagates through the refinement
 (with second derivatives), so the encoder learns to propose a good starting point for it, as in
@@ -24,16 +24,19 @@ if TYPE_CHECKING:
     from ppl_models.train.config import TrainConfig
 
 DEFAULT_STEPS = 10  # refinement steps per batch (Kim et al. use 10-20)
-DEFAULT_LR = 1e-2  # refinement step size, chosen on binarized MNIST validation data (benchmarks/RESULTS.md)
+DEFAULT_LR = 1e-2  # refinement step size
+MAX_STEP = 1.0  # largest change of one data point's (loc, log scale) per step, in norm (Kim et al. clip too)
 
 
 def refine(module: torch.nn.Module, x: torch.Tensor, sites: list[LatentSite], params: LocalParams, steps: int,
            lr: float, create_graph: bool) -> LocalParams:
     """Take ``steps`` gradient-ascent steps of size ``lr`` on each data point's ELBO from ``params``.
 
-    The ELBO is single-sample with the KL in closed form where torch knows it. With
-    ``create_graph`` the result stays differentiable with respect to ``params`` and the model (for
-    training through the refinement); otherwise it is detached.
+    The ELBO is single-sample with the KL in closed form where torch knows it. Each data point's
+    step is scaled down to norm ``MAX_STEP`` if longer, so a steep likelihood (a Gaussian with a
+    small scale) cannot throw its log scale to infinity. With ``create_graph`` the result stays
+    differentiable with respect to ``params`` and the model (for training through the
+    refinement); otherwise it is detached.
 
     Args:
         module: the model, with a Pyro ``model(x)``.
@@ -52,12 +55,19 @@ def refine(module: torch.nn.Module, x: torch.Tensor, sites: list[LatentSite], pa
     for _ in range(steps):
         loss = elbo.differentiable_loss(module.model, LocalGuide(sites, _pairs(names, flat)), x)
         grads = torch.autograd.grad(loss, flat, create_graph=create_graph)
-        flat = [t - lr * g for t, g in zip(flat, grads)]
+        flat = [t - step for t, step in zip(flat, _capped_steps(grads, lr))]
         if not create_graph:
             flat = [t.detach().requires_grad_() for t in flat]
     if not create_graph:
         flat = [t.detach() for t in flat]
     return _pairs(names, flat)
+
+
+def _capped_steps(grads: list[torch.Tensor], lr: float) -> list[torch.Tensor]:
+    steps = [lr * g for g in grads]
+    norm = sum(step.pow(2).flatten(1).sum(1) for step in steps).sqrt()  # one norm per data point
+    factor = (MAX_STEP / norm.clamp_min(1e-12)).clamp(max=1.0)
+    return [step * factor.reshape(-1, *([1] * (step.dim() - 1))) for step in steps]
 
 
 def _pairs(names: list[str], flat: list[torch.Tensor]) -> LocalParams:
