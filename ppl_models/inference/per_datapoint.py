@@ -21,7 +21,7 @@ import torch
 from pyro import poutine
 
 from ppl_models.inference.local_guide import LatentSite, LocalGuide, LocalParams, latent_sites, prior_init
-from ppl_models.inference.strategy import Strategy, register_strategy
+from ppl_models.inference.strategy import Strategy, register_strategy, svi_step
 from ppl_models.objectives.reparam_elbo import ReparamELBO
 
 if TYPE_CHECKING:
@@ -111,11 +111,7 @@ class PerDatapoint(Strategy):
         for name, (loc, log_scale) in fitted.items():
             self.table[name][0][idx] = loc
             self.table[name][1][idx] = log_scale
-        loss = objective.differentiable_loss(module.model, LocalGuide(self.sites, fitted), x)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
+        return svi_step(objective, module, optimizer, x, guide=LocalGuide(self.sites, fitted))
 
     def guide_for(self, module: torch.nn.Module, x: torch.Tensor) -> Callable:
         """Posteriors for new data ``x``: phi fitted from the prior with the model frozen."""

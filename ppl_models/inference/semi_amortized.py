@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from ppl_models.inference.local_guide import LatentSite, LocalGuide, LocalParams, guide_params, latent_sites
-from ppl_models.inference.strategy import Strategy, register_strategy
+from ppl_models.inference.strategy import Strategy, register_strategy, svi_step
 from ppl_models.objectives.reparam_elbo import ReparamELBO
 
 if TYPE_CHECKING:
@@ -93,11 +93,7 @@ class SemiAmortized(Strategy):
     def step(self, objective, module, optimizer, x, idx):
         """Refine the encoder's output, then step on the refined bound, backpropagating through the refinement."""
         params = refine(module, x, self.sites, guide_params(module, x, self.sites), self.steps, self.lr, True)
-        loss = objective.differentiable_loss(module.model, LocalGuide(self.sites, params), x)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
+        return svi_step(objective, module, optimizer, x, guide=LocalGuide(self.sites, params))
 
     def guide_for(self, module: torch.nn.Module, x: torch.Tensor) -> Callable:
         """The refined guide for ``x`` with the model frozen."""

@@ -22,12 +22,13 @@ if TYPE_CHECKING:
 
 
 
-def svi_step(objective, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *args) -> torch.Tensor:
-    """One SVI step: minimise ``objective.differentiable_loss(model.model, model.guide, *args)``.
+def svi_step(objective, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *args,
+             guide: Callable | None = None) -> torch.Tensor:
+    """One SVI step: minimise ``objective.differentiable_loss(model.model, guide or model.guide, *args)``.
 
     Returns the detached loss on the device; nothing is read back to the host.
     """
-    loss = objective.differentiable_loss(model.model, model.guide, *args)
+    loss = objective.differentiable_loss(model.model, model.guide if guide is None else guide, *args)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

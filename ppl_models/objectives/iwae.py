@@ -29,8 +29,9 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.distributions.util import detach, scale_and_mask
-from pyro.infer import ELBO
 from pyro.poutine.util import site_is_subsample
+
+from ppl_models.objectives.differentiable import DifferentiableELBO
 
 GRAD_ESTIMATORS = ("standard", "stl", "dreg")
 
@@ -43,7 +44,7 @@ def _in_data_plate(site: dict) -> bool:
     return any(frame.dim == -1 for frame in site["cond_indep_stack"])
 
 
-class IWAE(ELBO):
+class IWAE(DifferentiableELBO):
     """Negative importance-weighted bound as a differentiable loss, for any Pyro model/guide pair.
 
     Unlike Pyro's ``RenyiELBO`` it has a ``differentiable_loss`` (so a torch optimizer or an
@@ -133,14 +134,3 @@ class IWAE(ELBO):
         log_w, scale = self.log_weights(model, guide, *args, **kwargs)
         bound = log_w.logsumexp(0) - math.log(self.num_particles)
         return -scale * bound.sum()
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        """The negative bound as a float (no gradient)."""
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """Compute the loss, backpropagate it, and return it as a float (for ``pyro.infer.SVI``)."""
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()

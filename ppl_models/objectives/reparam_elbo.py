@@ -22,6 +22,8 @@ from pyro.infer import ELBO, Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
+from ppl_models.objectives.differentiable import DifferentiableELBO
+
 
 def _sample_sites(trace):
     return [(n, s) for n, s in trace.nodes.items() if s["type"] == "sample" and not site_is_subsample(s)]
@@ -31,7 +33,7 @@ def _weighted_sum(value: torch.Tensor, site: dict) -> torch.Tensor:
     return scale_and_mask(value, site["scale"], site["mask"]).sum()
 
 
-class ReparamELBO(ELBO):
+class ReparamELBO(DifferentiableELBO):
     """ELBO for fully reparameterized guides (Kingma & Welling 2014), with Monte Carlo or analytic KL.
 
     Args:
@@ -91,14 +93,3 @@ class ReparamELBO(ELBO):
         except NotImplementedError:  # no closed form: Monte Carlo for this site, as TraceMeanField_ELBO
             value = guide_site["value"]
             return guide_site["fn"].log_prob(value) - model_site["fn"].log_prob(value)
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        """The negative ELBO as a float (no gradient)."""
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """Compute the loss, backpropagate it, and return it as a float (for ``pyro.infer.SVI``)."""
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()

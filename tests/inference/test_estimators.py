@@ -22,15 +22,6 @@ from ppl_models.objectives import build_objective
 from ppl_models.registry import build_model, model_config
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy machine they contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def data(model, n=10, seed=1):
     torch.manual_seed(seed)
     return model.marginal().sample((n,))

@@ -16,15 +16,6 @@ from ppl_models.inference.nuts import compare_with_guide, frozen, nuts_posterior
 from ppl_models.registry import build_model, model_config
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy machine they contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def ppca():
     """A PPCA model, two data points, and NUTS draws for them (one chain per point)."""
