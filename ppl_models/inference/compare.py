@@ -30,9 +30,8 @@ from ppl_models.inference.estimators import compare_estimators
 from ppl_models.inference.nuts import compare_with_guide, nuts_posterior
 from ppl_models.inference.strategy import Strategy, available_strategies, build_strategy
 from ppl_models.objectives import available_objectives, build_objective
-from ppl_models.registry import get_model, model_config
 from ppl_models.train.config import TrainConfig
-from ppl_models.train.configure import default_likelihood
+from ppl_models.train.configure import new_run_config
 from ppl_models.train.loop import fit, resolve_device
 from ppl_models.train.metrics import MetricsLog
 from ppl_models.train.run import RunConfig, RunDir
@@ -103,10 +102,7 @@ def run_config(config: CompareConfig, spec: str, dataset: Dataset) -> RunConfig:
     """The run configuration of one strategy."""
     train = TrainConfig(data=config.data, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                         seed=config.seed, device=config.device, **parse_strategy(spec))
-    fields = dict(config.model_fields)
-    if "likelihood" in {f.name for f in dataclasses.fields(get_model(config.model).config_cls)}:
-        fields.setdefault("likelihood", default_likelihood(dataset, train.binarize))
-    return RunConfig(config.model, model_config(config.model, **fields), train, tuple(dataset.event_shape))
+    return new_run_config(config.model, config.model_fields, train, dataset)
 
 
 def run_directory(out: Path, spec: str) -> RunDir:
@@ -123,10 +119,9 @@ def evaluate_strategy(model: torch.nn.Module, strategy: Strategy, x: torch.Tenso
         table = bounds_table(model, x, config.nll_samples, config.iwae_k, config.eval_batch_size,
                              progress=progress, guide_for=strategy.guide_for)
     means = {name: values.mean().item() for name, values in table.items()}
-    row = {"test_elbo": means["elbo"], **{f"test_iwae_{k}": means[f"iwae_{k}"] for k in config.iwae_k},
+    return {"test_elbo": means["elbo"], **{f"test_iwae_{k}": means[f"iwae_{k}"] for k in config.iwae_k},
            "test_nll": -means["log_px"], "eval_s": time.perf_counter() - t0,
            "parameters": strategy.num_parameters(model)}
-    return row
 
 
 def compare_inference(config: CompareConfig, out: str | Path, resume: bool = False, data_dir: str | None = None,

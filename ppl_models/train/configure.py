@@ -53,10 +53,16 @@ def configure_run(
     check_strategy(train.strategy)
     build_objective(train.objective, train.particles, train.grad_estimator)
     dataset = load_dataset(train.data, data_dir)
+    return new_run_config(model, model_fields, train, dataset), dataset
+
+
+def new_run_config(model: str, model_fields: dict[str, Any], train: TrainConfig, dataset: Dataset) -> RunConfig:
+    """The config of a new run of ``model`` on ``dataset``; a model with a ``likelihood`` field
+    gets :func:`default_likelihood` unless ``model_fields`` names one."""
     fields = {f.name for f in dataclasses.fields(get_model(model).config_cls)}
     if "likelihood" in fields and "likelihood" not in model_fields:
         model_fields = {**model_fields, "likelihood": default_likelihood(dataset, train.binarize)}
-    return RunConfig(model, model_config(model, **model_fields), train, tuple(dataset.event_shape)), dataset
+    return RunConfig(model, model_config(model, **model_fields), train, tuple(dataset.event_shape))
 
 
 def _check_same(run: RunDir, name: str, saved: Any, given: Any) -> None:
