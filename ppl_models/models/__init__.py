@@ -1,3 +1,8 @@
-"""Model families. Importing this package registers every built-in model with the registry."""
+"""Model families. Importing this package imports every module in it, and so registers every
+built-in model with :mod:`ppl_models.registry` (a new file here needs no other edit)."""
 
-from ppl_models.models import vae  # noqa: F401  (registers "vae")
+import importlib
+import pkgutil
+
+for _info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_info.name}")
