@@ -19,6 +19,12 @@ sum_k w~_k grad log p(x, z_k), with w~ the self-normalized weights):
 
 STL and DReG need the pieces of log w, so the guide's log-densities are computed here site by
 site, from Pyro's distributions with detached parameters.
+
+Model sites marked ``infer={"enumerate": "parallel"}`` (local discrete latents, e.g. a mixture's
+component) are enumerated to the left of the particles and summed out of p(x_n, z_k, c) per data
+point, as in :func:`ppl_models.objectives.log_weights.log_importance_weights`; with nothing left
+to sample (an empty guide) every log w_k is the exact log p(x_n), so the bound is exact at every K.
+STL and DReG change only the gradient of sampled guide sites, and refuse a guide without any.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pyro.distributions.util import detach, scale_and_mask
 from pyro.poutine.util import site_is_subsample
 
 from ppl_models.objectives.differentiable import DifferentiableELBO
+from ppl_models.objectives.log_weights import check_local_enumeration, enumerated_sites, sum_enumerated
 
 GRAD_ESTIMATORS = ("standard", "stl", "dreg")
 
@@ -66,16 +73,27 @@ class IWAE(DifferentiableELBO):
         self.grad_estimator = grad_estimator
         self._checked_guide = False
 
+    @property
+    def _particle_dim(self) -> int:
+        return -(self.model_plate_nesting + 1)
+
     def _get_trace(self, model, guide, args, kwargs):
-        with pyro.plate("particles", self.num_particles, dim=-(self.model_plate_nesting + 1)):
+        """Guide trace and the model replayed against it, its enumerated sites to the left of the particles."""
+        model = poutine.enum(model, first_available_dim=self._particle_dim - 1)
+        with pyro.plate("particles", self.num_particles, dim=self._particle_dim):
             guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
             model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+        check_local_enumeration(enumerated_sites(model_trace), self._particle_dim)
         return model_trace, guide_trace
 
     def _check_guide(self, latent_sites: list[dict]) -> None:
         """STL/DReG stop the gradient through each site's parameters; refuse guides where a site's
         parameters depend on another latent's sample (the stop would also cut that path)."""
-        if not latent_sites or not latent_sites[0]["value"].requires_grad:
+        if not latent_sites:
+            raise ValueError(f"grad_estimator={self.grad_estimator!r} changes only the gradient of the guide's "
+                             f"sampled sites, and this guide samples none (enumerated sites are summed out); "
+                             f"use grad_estimator='standard'")
+        if not latent_sites[0]["value"].requires_grad:
             raise ValueError(f"grad_estimator={self.grad_estimator!r} needs a reparameterized guide with parameters")
         for i, later in enumerate(latent_sites[1:], start=1):
             density = later["fn"].log_prob(later["value"].detach()).sum()
@@ -109,12 +127,18 @@ class IWAE(DifferentiableELBO):
             raise ValueError("iwae with a global latent site cannot subsample the data plate")
 
         K = self.num_particles
-        log_w = 0.0
+        log_w, enumerated = 0.0, 0.0  # the sites whose log-densities carry enumeration dims, summed apart
         for site in model_sites:
-            log_w = log_w + self._masked(site["fn"].log_prob(site["value"]), site, K, local)
+            log_p = scale_and_mask(site["fn"].log_prob(site["value"]), 1.0, site["mask"])
+            if log_p.dim() > -self._particle_dim:
+                enumerated = enumerated + log_p
+            else:
+                log_w = log_w + self._per_point(log_p, K, local)
+        if torch.is_tensor(enumerated):  # log sum_c p(x_n, ..., c), point by point
+            log_w = log_w + self._per_point(sum_enumerated(enumerated, self._particle_dim), K, local)
         for site in latent:
             fn = detach(site["fn"]) if stop else site["fn"]
-            log_w = log_w - self._masked(fn.log_prob(site["value"]), site, K, local)
+            log_w = log_w - self._per_point(scale_and_mask(fn.log_prob(site["value"]), 1.0, site["mask"]), K, local)
         if self.grad_estimator == "dreg" and torch.is_grad_enabled():
             weights = torch.softmax(log_w.detach(), dim=0)
             for site in latent:  # the path gradient into z_k arrives times w~_k; make it w~_k^2
@@ -124,8 +148,8 @@ class IWAE(DifferentiableELBO):
         return log_w, scale
 
     @staticmethod
-    def _masked(log_p: torch.Tensor, site: dict, K: int, local: bool) -> torch.Tensor:
-        log_p = scale_and_mask(log_p, 1.0, site["mask"])  # the scale is applied after the log-sum-exp
+    def _per_point(log_p: torch.Tensor, K: int, local: bool) -> torch.Tensor:
+        # masked, not scaled: the scale is applied after the log-sum-exp
         log_p = log_p.reshape(K, -1) if log_p.dim() else log_p.expand(K, 1)
         return log_p if local else log_p.sum(-1, keepdim=True)
 
