@@ -6,3 +6,7 @@ evaluation reads the same programs back through Pyro's effect handlers.
 """
 
 __version__ = "0.1.0"
+
+from ppl_models.registry import register_model  # noqa: E402  (the one import a model file needs)
+
+__all__ = ["register_model"]

@@ -1,18 +1,36 @@
-"""The model registry: every command finds a model by name here.
+"""The model registry: every command finds a model here, by name or by a user's file.
 
 A model family registers itself with :func:`register_model`, giving its config dataclass and a
 one-line description. The trainer and the evaluators never import a model module directly; they
-look it up here, so a built-in model and a user's model enter at the same point.
+look it up here, so a built-in model, a model in a user's file (``path/to/my_model.py:NAME``) and a
+model offered by an installed package (an entry point in the group ``ppl_models.models``) all
+enter at the same point. What a model must declare is in :mod:`ppl_models.models.protocol`.
+
+Loading a user's model file or an entry point *executes its Python code*, with the user's rights.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib.util
+import inspect
+import sys
+import warnings
 from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
+
+ENTRY_POINT_GROUP = "ppl_models.models"  # installed packages list their model modules here
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    """The config of a model that declares none: it has no fields."""
 
 
 @dataclass(frozen=True)
@@ -23,32 +41,109 @@ class ModelEntry:
     cls: type[nn.Module]  # built as cls(config, event_shape)
     config_cls: type  # frozen dataclass holding every architecture choice
     description: str  # one line for `ppl models`
+    source: str  # where it came from: "ppl_models", a file path or an entry point
 
 
 _MODELS: dict[str, ModelEntry] = {}
+_FILES: dict[Path, list[str]] = {}  # user model files already executed -> the names they registered
+_loading: list[str] = []  # the source being imported while its decorators run
+_registering: list[str] = []  # names registered so far (a file's are those added while it loads)
+_builtins_loaded = False
 
 
-def register_model(name: str, config: type, description: str) -> Callable[[type], type]:
+def register_model(name: str, config: type | None = None, description: str | None = None) -> Callable[[type], type]:
     """Class decorator that registers a model family under ``name``.
 
     Args:
         name: command-line name, e.g. ``"vae"``.
-        config: the frozen dataclass that configures the model.
-        description: one-line description shown by ``ppl models``.
+        config: the frozen dataclass that configures the model (none: a model without settings).
+        description: one-line description shown by ``ppl models`` (default: the class docstring's
+            first line).
     """
 
     def decorator(cls: type) -> type:
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is already registered by {_MODELS[name].cls.__qualname__}")
-        _MODELS[name] = ModelEntry(name, cls, config, description)
+        if name in _MODELS and not _same_file(_MODELS[name].cls, cls):
+            raise ValueError(f"model {name!r} is already registered by {_MODELS[name].cls.__qualname__} "
+                             f"({_MODELS[name].source})")
+        if not callable(getattr(cls, "model", None)):
+            raise TypeError(f"model {name!r}: {cls.__qualname__} has no `model` method (the Pyro program)")
+        if not getattr(cls, "observed_sites", None):
+            raise TypeError(f"model {name!r}: {cls.__qualname__} must declare observed_sites, e.g. ('x',)")
+        text = description or (cls.__doc__ or "").strip().split("\n")[0]
+        if not text:
+            raise ValueError(f"model {name!r}: give a description or a class docstring")
+        source = _loading[-1] if _loading else cls.__module__
+        _MODELS[name] = ModelEntry(name, cls, config or NoConfig, text, source)
+        _registering.append(name)
         return cls
 
     return decorator
 
 
+def _same_file(a: type, b: type) -> bool:
+    # A file run as a script and then loaded by path defines its class twice: the same model.
+    try:
+        return a.__qualname__ == b.__qualname__ and Path(inspect.getfile(a)).resolve() == Path(inspect.getfile(b)).resolve()
+    except (TypeError, OSError):
+        return False
+
+
 def _load_builtin_models() -> None:
-    # Importing the package registers the built-in families.
+    # Importing the package registers the built-in families; entry points add installed ones.
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
     import ppl_models.models  # noqa: F401
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        _loading.append(f"entry point {ep.name} = {ep.value}")
+        try:
+            ep.load()
+        except Exception as e:  # a broken plug-in must not take the built-in models down with it
+            warnings.warn(f"could not load model entry point {ep.name!r} ({ep.value}): {e}", stacklevel=2)
+        finally:
+            _loading.pop()
+
+
+def split_reference(ref: str) -> tuple[Path, str] | None:
+    """``(path, NAME)`` for a user-file reference ``path/to/file.py:NAME``, else None."""
+    path, sep, name = ref.rpartition(":")
+    if not sep or not path.endswith(".py"):
+        return None
+    return Path(path), name
+
+
+def canonical_reference(ref: str) -> str:
+    """The reference as a run records it: a user file's path made absolute, a name unchanged."""
+    parts = split_reference(ref)
+    return ref if parts is None else f"{parts[0].expanduser().resolve()}:{parts[1]}"
+
+
+def _load_file(path: Path) -> list[str]:
+    path = path.expanduser().resolve()
+    if path in _FILES:
+        return _FILES[path]
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    module_name = f"ppl_user_models.m{hashlib.md5(str(path).encode()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    before = dict(_MODELS)
+    start = len(_registering)
+    sys.modules[module_name] = module
+    _loading.append(str(path))
+    try:
+        spec.loader.exec_module(module)  # runs the user's code
+    except Exception:
+        sys.modules.pop(module_name, None)
+        _MODELS.clear()
+        _MODELS.update(before)
+        raise
+    finally:
+        _loading.pop()
+    _FILES[path] = sorted(set(_registering[start:]))
+    return _FILES[path]
 
 
 def available_models() -> dict[str, str]:
@@ -58,12 +153,22 @@ def available_models() -> dict[str, str]:
 
 
 def get_model(name: str) -> ModelEntry:
-    """Look up a registered model family by name, with an error that lists the valid names."""
+    """Look up a model family by registered name or by ``path/to/file.py:NAME`` (executing that file
+    once), with an error that lists the valid names."""
     _load_builtin_models()
+    parts = split_reference(name)
+    if parts is not None:
+        path, model_name = parts
+        names = _load_file(path)
+        if model_name not in names:
+            raise ValueError(f"{path} registers no model {model_name!r}; it registers {names or 'none'} "
+                             f"(decorate the class with @ppl_models.register_model({model_name!r}))")
+        return _MODELS[model_name]
     try:
         return _MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(sorted(_MODELS))}") from None
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(sorted(_MODELS))} "
+                         f"(or a file: path/to/model.py:NAME)") from None
 
 
 def model_config(name: str, **fields: Any) -> Any:
@@ -76,9 +181,31 @@ def model_config(name: str, **fields: Any) -> Any:
     return entry.config_cls(**fields)
 
 
-def build_model(name: str, config: Any, event_shape: tuple[int, ...]) -> nn.Module:
-    """Instantiate model ``name`` for data whose single example has shape ``event_shape``."""
+def check_data_shape(name: str, event_shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` if model ``name`` declares a ``data_shape`` other than ``event_shape``."""
+    expected = getattr(get_model(name).cls, "data_shape", None)
+    if expected is not None and tuple(expected) != tuple(event_shape):
+        raise ValueError(f"model {name!r} expects observations of shape {tuple(expected)}, "
+                         f"but the data have shape {tuple(event_shape)}")
+
+
+def build_model(name: str, config: Any, event_shape: tuple[int, ...], guide: Any = None) -> nn.Module:
+    """Instantiate model ``name`` for data whose single example has shape ``event_shape``.
+
+    Args:
+        name: registered name or ``path/to/file.py:NAME``.
+        config: the model's config dataclass.
+        event_shape: shape of one observation.
+        guide: a :class:`guides.auto.GuideConfig`; by default the model's own guide if it has one,
+            else an automatic amortized guide (:mod:`guides.auto`).
+    """
+    from guides.auto import GuideConfig, attach_guide
+    from ppl_models.models.protocol import label_use
+
     entry = get_model(name)
     if not isinstance(config, entry.config_cls):
         raise TypeError(f"model {name!r} expects a {entry.config_cls.__name__}, got {type(config).__name__}")
-    return entry.cls(config, torch.Size(event_shape))
+    check_data_shape(name, event_shape)
+    module = entry.cls(config, torch.Size(event_shape))
+    example = {"y": torch.zeros(2, dtype=torch.long)} if label_use(module) is not None else None
+    return attach_guide(module, tuple(event_shape), guide or GuideConfig(), example)

@@ -13,6 +13,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="ELBO and importance-sampled NLL of a run", description=__doc__)
     p.add_argument("run_dir", metavar="RUN", help="a run directory made by `ppl train`")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"], help="which split (default test)")
+    p.add_argument("--data", default=None, help="evaluate on this .npy/.npz/.pt file instead of the run's own split")
     p.add_argument("--nll-samples", type=int, default=1000, help="importance samples K per data point (default 1000)")
     p.add_argument("--limit", type=int, default=None, help="evaluate a fixed, evenly spread subset of N data points")
     p.add_argument("--batch-size", type=int, default=100, help="data points per pass (memory ~ batch x 100 samples)")
@@ -38,10 +39,13 @@ def run(args: argparse.Namespace) -> None:
     if "strategy" in inference:
         check_strategy(inference["strategy"])
     r = evaluate_run(args.run_dir, args.split, args.nll_samples, args.limit, args.data_dir, args.device, args.seed,
-                     args.batch_size, progress=not args.json, inference=inference)
+                     args.batch_size, progress=not args.json, inference=inference, data=args.data)
     if args.json:
         print(json.dumps(r))
         return
-    print(f"{r['data']}/{r['split']}  n={r['n']}  K={r['nll_samples']}  {r['strategy']} guide  ({r['seconds']}s)")
+    where = r["data"] if r["split"] is None else f"{r['data']}/{r['split']}"
+    print(f"{where}  n={r['n']}  K={r['nll_samples']}  {r['strategy']} guide  ({r['seconds']}s)")
     print(f"  ELBO          {r['elbo']:10.3f} nats")
     print(f"  NLL (IS, K)   {r['nll']:10.3f} nats   {r['bits_per_dim']:.4f} bits/dim")
+    if not r["density_model"]:
+        print("  (this model is not a density model: these are reconstruction log-likelihoods, not bounds on log p(x))")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ppl_models.cli.common import add_seed
+from ppl_models.cli.common import add_data_dir, add_seed
 
 
 def add_parser(subparsers) -> None:
@@ -14,6 +14,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--mean", action="store_true", help="decoder means E[x|z] instead of draws x ~ p(x|z)")
+    add_data_dir(p)
     add_seed(p)
     p.set_defaults(run=run)
 
@@ -22,12 +23,16 @@ def run(args: argparse.Namespace) -> None:
     """Load the run, sample and save the grid."""
     import pyro
 
-    from ppl_models.evaluate.samples import sample_observations, save_grid
+    from ppl_models.data import load_data
+    from ppl_models.evaluate.samples import as_images, sample_observations, save_grid
     from ppl_models.train import RunDir
 
     if args.n < 1:
         raise ValueError(f"-n must be at least 1, got {args.n}")
-    _, model = RunDir(args.run_dir).load_model("cpu")
+    config, model = RunDir(args.run_dir).load_model("cpu")
+    data = None
+    if hasattr(model, "sample_inputs"):  # e.g. the images a completion model completes
+        data = load_data(config.train.data, args.data_dir, config.train.valid_data, config.train.test_data).test
     pyro.set_rng_seed(args.seed)
-    path = save_grid(sample_observations(model, args.n, mean=args.mean), args.out)
+    path = save_grid(as_images(sample_observations(model, args.n, mean=args.mean, data=data)), args.out)
     print(f"saved {args.n} {'means' if args.mean else 'draws'} to {path}")

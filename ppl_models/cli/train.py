@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from ppl_models.cli.common import add_data_dir, add_device, add_seed
+from ppl_models.cli.common import (add_data_dir, add_device, add_guide, add_model_settings, add_seed, add_user_data,
+                                   guide_fields, parse_settings)
 
 # Flags that fill TrainConfig fields; None means "not given" (resume then keeps the saved value).
-TRAIN_FLAGS = ["data", "binarize", "objective", "particles", "grad_estimator", "strategy", "local_steps", "local_lr",
+TRAIN_FLAGS = ["data", "valid_data", "test_data", "labelled", "binarize", "objective", "particles", "grad_estimator", "strategy", "local_steps", "local_lr",
                "local_tol", "epochs", "batch_size", "lr", "seed", "device", "log_every"]
 # Flags that fill the model's config dataclass.
 MODEL_FLAGS = ["latent_dim", "hidden", "activation", "likelihood", "obs_scale"]
@@ -16,8 +17,12 @@ MODEL_FLAGS = ["latent_dim", "hidden", "activation", "likelihood", "obs_scale"]
 def add_parser(subparsers) -> None:
     """Register the ``train`` subcommand."""
     p = subparsers.add_parser("train", help="train a model with SVI", description=__doc__)
-    p.add_argument("model", help="registered model name (see `ppl models`)")
-    p.add_argument("--data", default=None, help="dataset name (default: digits)")
+    p.add_argument("model", help="registered model name (see `ppl models`) or path/to/my_model.py:NAME "
+                                 "(a Python file, executed to register NAME)")
+    p.add_argument("--data", default=None, help="dataset name (default: digits) or a .npy/.npz/.pt file")
+    add_user_data(p)
+    p.add_argument("--labelled", type=int, default=None,
+                   help="semi-supervised models: keep only N training labels, spread over the classes")
     add_data_dir(p)
     p.add_argument("--out", required=True, help="run directory to create (or continue with --resume)")
     p.add_argument("--objective", default=None, help="elbo (default), elbo-analytic or iwae")
@@ -37,6 +42,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--activation", default=None, help="relu, softplus, tanh, elu or gelu")
     p.add_argument("--likelihood", default=None, help="bernoulli | gaussian | gaussian-learned (default: from the data)")
     p.add_argument("--obs-scale", type=float, default=None, help="standard deviation of the gaussian likelihood")
+    add_model_settings(p)
+    add_guide(p)
     add_device(p, default=None)
     add_seed(p, default=None)
     p.add_argument("--log-every", type=int, default=None, help="steps between loss read-backs (default 50)")
@@ -55,11 +62,12 @@ def run(args: argparse.Namespace) -> None:
     from ppl_models.train import RunDir, fit
     from ppl_models.train.configure import configure_run
 
-    model_fields = _given(args, MODEL_FLAGS)
+    model_fields = {**_given(args, MODEL_FLAGS), **parse_settings(args.model_settings)}
     if "hidden" in model_fields:
         model_fields["hidden"] = tuple(model_fields["hidden"])
     run_dir = RunDir(args.out)
-    config, dataset = configure_run(args.model, run_dir, _given(args, TRAIN_FLAGS), model_fields, args.data_dir, args.resume)
+    config, dataset = configure_run(args.model, run_dir, _given(args, TRAIN_FLAGS), model_fields, args.data_dir,
+                                    args.resume, guide_fields(args))
     model = fit(run_dir, config, dataset, resume=args.resume, progress=not args.no_progress)
-    paths = save_sample_grids(model, run_dir.path / "samples", n=64)
+    paths = save_sample_grids(model, run_dir.path / "samples", n=64, data=dataset.test)
     print(f"run saved in {run_dir.path}; samples: {', '.join(str(p) for p in paths)}")

@@ -8,10 +8,11 @@
 
 from .base import DataError, Dataset, Split
 from .datadir import resolve_data_dir
-from .registry import available_datasets, load_dataset, register_dataset
+from .registry import available_datasets, load_data, load_dataset, register_dataset
+from .user_files import load_user_data, read_split
 
 # Importing the loader modules registers their datasets.
 from . import binarized_mnist, digits, mnist  # noqa: E402,F401  isort: skip
 
-__all__ = ["DataError", "Dataset", "Split", "available_datasets", "load_dataset", "register_dataset",
-           "resolve_data_dir"]
+__all__ = ["DataError", "Dataset", "Split", "available_datasets", "load_data", "load_dataset", "load_user_data",
+           "read_split", "register_dataset", "resolve_data_dir"]

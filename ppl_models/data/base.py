@@ -21,8 +21,10 @@ class Split:
     """One split of a dataset.
 
     Args:
-        x: float32 images of shape ``[N, H, W]`` with values in ``[0, 1]``.
-        y: int64 labels of shape ``[N]``, or ``None`` for unlabelled data.
+        x: float32 observations of shape ``[N, ...]`` (images ``[N, H, W]`` with values in ``[0, 1]``
+            for the built-in datasets), all finite. Whether the values suit a model is checked
+            against its likelihood's support when training or evaluating.
+        y: int64 labels of shape ``[N]`` (``-1`` marks a hidden label), or ``None`` for unlabelled data.
     """
 
     x: torch.Tensor
@@ -30,13 +32,13 @@ class Split:
 
     def __post_init__(self) -> None:
         x, y = self.x, self.y
-        if not isinstance(x, torch.Tensor) or x.dtype != torch.float32 or x.dim() != 3:
+        if not isinstance(x, torch.Tensor) or x.dtype != torch.float32 or x.dim() < 2:
             desc = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-            raise DataError(f"Split.x must be a float32 tensor of shape [N, H, W], got {desc}")
-        if x.numel():
-            lo, hi = torch.aminmax(x)
-            if not (0.0 <= lo.item() and hi.item() <= 1.0):  # also rejects NaN
-                raise DataError(f"Split.x values must lie in [0, 1], got min {lo.item()} max {hi.item()}")
+            raise DataError(f"Split.x must be a float32 tensor of shape [N, ...] (at least 2-D), got {desc}")
+        bad = ~torch.isfinite(x)
+        if bool(bad.any()):
+            index = tuple(int(i) for i in bad.nonzero()[0])
+            raise DataError(f"Split.x must be finite, but element {index} is {x[index].item()}")
         if y is not None:
             if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.dim() != 1:
                 desc = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__

@@ -59,3 +59,26 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     if entry is None:
         raise DataError(f"unknown dataset {name!r}; available datasets: {', '.join(sorted(_REGISTRY))}")
     return entry.loader(resolve_data_dir(data_dir), download)
+
+
+def load_data(
+    data: str, data_dir: str | os.PathLike | None = None, valid: str | None = None, test: str | None = None,
+    download: bool = True,
+) -> Dataset:
+    """Load a registered dataset by name, or a user's data file (``.npy``, ``.npz``, ``.pt``) by path.
+
+    Args:
+        data: a registered dataset name or the path of the training file.
+        data_dir: data directory for registered datasets.
+        valid, test: paths of separate validation and test files (user data only); a split not
+            given is carved from the training file (see :mod:`ppl_models.data.user_files`).
+        download: fetch a registered dataset's missing files.
+    """
+    from .user_files import is_data_file, load_user_data
+
+    if is_data_file(data):
+        return load_user_data(data, valid, test)
+    if valid or test:
+        raise DataError(f"--valid-data/--test-data go with a data file (.npy, .npz, .pt), not the registered "
+                        f"dataset {data!r}, whose splits are fixed")
+    return load_dataset(data, data_dir, download)

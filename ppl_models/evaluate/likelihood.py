@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from ppl_models.models.protocol import bind_labels
 from ppl_models.objectives.log_weights import log_importance_weights
 
 
@@ -53,6 +54,7 @@ def evenly_spaced_indices(n: int, limit: int | None) -> torch.Tensor:
 def bounds_table(
     model, x: torch.Tensor, num_samples: int, iwae_k: tuple[int, ...] = (), batch_size: int = 100,
     particle_chunk: int = 100, progress: bool = False, guide_for: Callable | None = None,
+    y: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-data-point bounds from one stream of K importance samples, each of shape ``[N]``.
 
@@ -69,6 +71,8 @@ def bounds_table(
         progress: show a tqdm bar over batches.
         guide_for: ``guide_for(model, x_batch)`` gives the proposal for a batch (an inference
             strategy's fitted or refined guide); by default the model's own guide.
+        y: labels ``[N]``, passed to a model conditioned on them (see
+            :func:`ppl_models.models.protocol.bind_labels`; a semi-supervised model gets none).
     """
     if any(k > num_samples or k < 1 for k in iwae_k):
         raise ValueError(f"iwae_k must lie in 1..{num_samples} (the number of samples), got {list(iwae_k)}")
@@ -76,10 +80,11 @@ def bounds_table(
     columns: dict[str, list[torch.Tensor]] = {"elbo": [], "log_px": [], **{f"iwae_{k}": [] for k in iwae_k}}
     for start in tqdm(range(0, x.shape[0], batch_size), disable=None if progress else True, desc="evaluate", unit="batch"):
         xb = x[start : start + batch_size]
-        guide = model.guide if guide_for is None else guide_for(model, xb)
+        view = bind_labels(model, None if y is None else y[start : start + batch_size], evaluation=True)
+        guide = view.guide if guide_for is None else guide_for(view, xb)
         lse = total = None  # running log-sum-exp and sum of log w over particle chunks
         for k0 in range(0, num_samples, chunk):
-            lw = log_importance_weights(model.model, guide, xb, num_particles=min(chunk, num_samples - k0))
+            lw = log_importance_weights(view.model, guide, xb, num_particles=min(chunk, num_samples - k0))
             if k0 == 0:
                 for k in iwae_k:
                     columns[f"iwae_{k}"].append(lw[:k].logsumexp(0) - math.log(k))
@@ -92,16 +97,16 @@ def bounds_table(
 
 def per_datapoint_bounds(
     model, x: torch.Tensor, num_samples: int, batch_size: int = 100, particle_chunk: int = 100, progress: bool = False,
-    guide_for: Callable | None = None,
+    guide_for: Callable | None = None, y: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-data-point ELBO and log p(x) estimate, each of shape ``[N]`` (see :func:`bounds_table`)."""
-    table = bounds_table(model, x, num_samples, (), batch_size, particle_chunk, progress, guide_for)
+    table = bounds_table(model, x, num_samples, (), batch_size, particle_chunk, progress, guide_for, y)
     return table["elbo"], table["log_px"]
 
 
 def estimate_log_likelihood(
     model, x: torch.Tensor, num_samples: int = 1000, batch_size: int = 100, particle_chunk: int = 100,
-    progress: bool = False, guide_for: Callable | None = None,
+    progress: bool = False, guide_for: Callable | None = None, y: torch.Tensor | None = None,
 ) -> LikelihoodResult:
     """Mean ELBO, NLL and bits per dimension of ``model`` on data ``x``.
 
@@ -113,10 +118,11 @@ def estimate_log_likelihood(
         particle_chunk: importance samples per pass.
         progress: show a tqdm bar.
         guide_for: the proposal for each batch (see :func:`per_datapoint_bounds`).
+        y: labels for a model conditioned on them (then the bounds are on log p(x | y)).
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-    elbo, log_px = per_datapoint_bounds(model, x, num_samples, batch_size, particle_chunk, progress, guide_for)
+    elbo, log_px = per_datapoint_bounds(model, x, num_samples, batch_size, particle_chunk, progress, guide_for, y)
     nll = -log_px.mean().item()
     dims = math.prod(x.shape[1:])
     return LikelihoodResult(elbo.mean().item(), nll, nll / (dims * math.log(2)), num_samples, x.shape[0])

@@ -11,10 +11,10 @@ import pyro
 import torch
 
 from ppl_models.atomic import atomic_write
-from ppl_models.data import load_dataset
+from ppl_models.data import load_data, read_split
 from ppl_models.evaluate.likelihood import estimate_log_likelihood, evenly_spaced_indices
 from ppl_models.inference import build_strategy
-from ppl_models.models.likelihoods import check_support
+from ppl_models.models.protocol import check_labels, check_observations
 from ppl_models.train.loop import resolve_device
 from ppl_models.train.run import RunDir
 
@@ -22,7 +22,7 @@ from ppl_models.train.run import RunDir
 def evaluate_run(
     run_path: str | Path, split: str = "test", nll_samples: int = 1000, limit: int | None = None,
     data_dir: str | None = None, device: str = "auto", seed: int = 0, batch_size: int = 100, progress: bool = True,
-    inference: dict | None = None,
+    inference: dict | None = None, data: str | None = None,
 ) -> dict:
     """ELBO, importance-sampled NLL and bits/dim of a run on ``split``; also written to ``RUN/eval-SPLIT.json``.
 
@@ -42,24 +42,37 @@ def evaluate_run(
         batch_size: data points per pass.
         progress: show a progress bar.
         inference: test-time strategy settings (``strategy``, ``local_steps``, ``local_lr``, ``local_tol``).
+        data: a data file (``.npy``, ``.npz``, ``.pt``) to evaluate on instead of the run's own
+            split; the results go to ``RUN/eval-<file stem>.json``.
     """
     run = RunDir(run_path)
     dev = resolve_device(device)
     config, model = run.load_model(dev)
-    data = load_dataset(config.train.data, data_dir).split(split)
-    x = data.x[evenly_spaced_indices(len(data), limit)].to(dev)
+    if data is not None:
+        split_data, where, name = read_split(data), str(data), Path(data).stem
+        if split_data.x.shape[1:] != tuple(config.event_shape):
+            raise ValueError(f"{data}: observations have shape {tuple(split_data.x.shape[1:])}, but the run "
+                             f"{run.path} was trained on shape {tuple(config.event_shape)}")
+    else:
+        split_data = load_data(config.train.data, data_dir, config.train.valid_data, config.train.test_data).split(split)
+        where, name = f"{config.train.data}/{split}", split
+    keep = evenly_spaced_indices(len(split_data), limit)
+    x = split_data.x[keep].to(dev)
+    y = None if split_data.y is None else split_data.y[keep].to(dev)
     if config.train.binarize == "dynamic":
         x = torch.bernoulli(x, generator=torch.Generator(device=dev).manual_seed(seed + 1))
-    check_support(model.likelihood, x, f"{config.train.data}/{split}")
+    check_labels(model, y, where)
+    check_observations(model, x, y, where)
     pyro.set_rng_seed(seed)
     t0 = time.perf_counter()
     with pyro.validation_enabled(False):
         settings = dataclasses.replace(config.train, **(inference or {}))
         strategy = build_strategy(model, settings, x)
         result = estimate_log_likelihood(model, x, nll_samples, batch_size=batch_size, progress=progress,
-                                         guide_for=strategy.guide_for)
-    out = {**result.to_json(), "strategy": settings.strategy, "split": split, "data": config.train.data,
-           "run": str(run.path), "seconds": round(time.perf_counter() - t0, 2)}
+                                         guide_for=strategy.guide_for, y=y)
+    out = {**result.to_json(), "strategy": settings.strategy, "split": split if data is None else None,
+           "data": config.train.data if data is None else str(data), "run": str(run.path),
+           "density_model": getattr(model, "density_model", True), "seconds": round(time.perf_counter() - t0, 2)}
     text = json.dumps(out, indent=2).encode()
-    atomic_write(run.path / f"eval-{split}.json", lambda f: f.write(text))
+    atomic_write(run.path / f"eval-{name}.json", lambda f: f.write(text))
     return out

@@ -11,8 +11,24 @@ from pyro import poutine
 MIN_CELL_PIXELS = 28  # small images (8x8 digits) are enlarged to at least this size per cell
 
 
+def sample_inputs(model, data, n: int) -> dict:
+    """The keyword arguments ``model.model`` needs to draw ``n`` samples: ``model.sample_inputs(data, n)``
+    for a model that defines it (a conditional model's labels, or the images it completes), else none.
+
+    Args:
+        model: the model module.
+        data: a :class:`ppl_models.data.Split` the inputs may be taken from (e.g. the test split), or None.
+        n: number of samples.
+    """
+    if not hasattr(model, "sample_inputs"):
+        return {}
+    inputs = model.sample_inputs(data, n)
+    device = next(iter(model.parameters()), torch.zeros(())).device
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+
 @torch.no_grad()
-def sample_observations(model, n: int, mean: bool = False) -> torch.Tensor:
+def sample_observations(model, n: int, mean: bool = False, data=None) -> torch.Tensor:
     """Draw ``n`` observations from the model's prior predictive, x ~ p(x | z), z ~ p(z).
 
     Args:
@@ -20,8 +36,9 @@ def sample_observations(model, n: int, mean: bool = False) -> torch.Tensor:
         n: how many.
         mean: return the decoder mean E[x | z] instead of a draw. The mean is smooth, while a draw
             carries the pixel noise of the likelihood; both are worth looking at.
+        data: a split to take :func:`sample_inputs` from, for models that need inputs to sample.
     """
-    trace = poutine.trace(model.model).get_trace(None, batch_size=n)
+    trace = poutine.trace(model.model).get_trace(None, batch_size=n, **sample_inputs(model, data, n))
     site = trace.nodes[model.observed_sites[0]]
     return site["fn"].mean if mean else site["value"]
 
@@ -54,8 +71,19 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
     return path
 
 
-def save_sample_grids(model, directory: str | Path, n: int = 64) -> list[Path]:
-    """Save ``mean.png`` (decoder means) and ``draws.png`` (x ~ p(x | z)) grids of ``n`` samples."""
+def save_sample_grids(model, directory: str | Path, n: int = 64, data=None) -> list[Path]:
+    """Save ``mean.png`` (decoder means) and ``draws.png`` (x ~ p(x | z)) grids of ``n`` samples.
+
+    Observations that are not images (vectors ``[D]``) are drawn as one-pixel-high strips;
+    ``data`` is the split :func:`sample_inputs` may draw from.
+    """
     directory = Path(directory)
-    return [save_grid(sample_observations(model, n, mean=m), directory / f"{name}.png")
+    return [save_grid(as_images(sample_observations(model, n, mean=m, data=data)), directory / f"{name}.png")
             for name, m in (("mean", True), ("draws", False))]
+
+
+def as_images(samples: torch.Tensor) -> torch.Tensor:
+    """``[n, H, W]`` images from samples ``[n, H, W]`` or ``[n, D]``; other shapes are flattened to ``[n, 1, D]``."""
+    if samples.dim() == 3:
+        return samples
+    return samples.reshape(samples.shape[0], 1, -1)

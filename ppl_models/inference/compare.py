@@ -23,7 +23,8 @@ from typing import Any
 import pyro
 import torch
 
-from ppl_models.data import Dataset, load_dataset
+from guides.auto import GuideConfig
+from ppl_models.data import Dataset, load_data
 from ppl_models.data.base import Split
 from ppl_models.evaluate.likelihood import bounds_table, evenly_spaced_indices
 from ppl_models.inference.estimators import compare_estimators
@@ -31,7 +32,7 @@ from ppl_models.inference.nuts import compare_with_guide, nuts_posterior
 from ppl_models.inference.strategy import Strategy, available_strategies, build_strategy
 from ppl_models.objectives import available_objectives, build_objective
 from ppl_models.train.config import TrainConfig
-from ppl_models.train.configure import new_run_config
+from ppl_models.train.configure import absolute_data_paths, new_run_config
 from ppl_models.train.loop import fit, resolve_device
 from ppl_models.train.metrics import MetricsLog
 from ppl_models.train.run import RunConfig, RunDir
@@ -66,8 +67,10 @@ def parse_strategy(spec: str) -> dict[str, Any]:
 class CompareConfig:
     """One comparison: the model, the data and the shared budget."""
 
-    model: str = "vae"  # registered model name
-    data: str = "binarized_mnist"  # dataset name
+    model: str = "vae"  # registered model name or path/to/file.py:NAME
+    data: str = "binarized_mnist"  # dataset name or a .npy/.npz/.pt training file
+    valid_data: str | None = None  # validation file (user data; default: carved from the training file)
+    test_data: str | None = None  # test file (user data; default: carved from the training file)
     strategies: tuple[str, ...] = ("elbo", "iwae:5")  # strategy specs, compared in this order
     epochs: int = 10  # training budget of every strategy
     batch_size: int = 100  # data points per step
@@ -84,6 +87,7 @@ class CompareConfig:
     estimator_repeats: int = 5  # repetitions that measure each estimator's spread
     nuts_points: int = 0  # test points checked against a NUTS posterior (0: skip; each takes ~seconds)
     model_fields: dict[str, Any] = field(default_factory=dict)  # model config fields (e.g. latent_dim)
+    guide_fields: dict[str, Any] = field(default_factory=dict)  # guides.auto.GuideConfig fields (e.g. family)
 
 
 def limit_dataset(dataset: Dataset, limit: int | None) -> Dataset:
@@ -100,9 +104,9 @@ def limit_dataset(dataset: Dataset, limit: int | None) -> Dataset:
 
 def run_config(config: CompareConfig, spec: str, dataset: Dataset) -> RunConfig:
     """The run configuration of one strategy."""
-    train = TrainConfig(data=config.data, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+    train = TrainConfig(data=config.data, valid_data=config.valid_data, test_data=config.test_data, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                         seed=config.seed, device=config.device, **parse_strategy(spec))
-    return new_run_config(config.model, config.model_fields, train, dataset)
+    return new_run_config(config.model, config.model_fields, train, dataset, GuideConfig(**config.guide_fields))
 
 
 def run_directory(out: Path, spec: str) -> RunDir:
@@ -111,13 +115,13 @@ def run_directory(out: Path, spec: str) -> RunDir:
 
 
 def evaluate_strategy(model: torch.nn.Module, strategy: Strategy, x: torch.Tensor, config: CompareConfig,
-                      progress: bool = False) -> dict[str, float]:
+                      progress: bool = False, y: torch.Tensor | None = None) -> dict[str, float]:
     """Test bounds of one trained strategy with its own guide, from ``config.nll_samples`` draws per point."""
     pyro.set_rng_seed(config.seed)
     t0 = time.perf_counter()
     with pyro.validation_enabled(False):
         table = bounds_table(model, x, config.nll_samples, config.iwae_k, config.eval_batch_size,
-                             progress=progress, guide_for=strategy.guide_for)
+                             progress=progress, guide_for=strategy.guide_for, y=y)
     means = {name: values.mean().item() for name, values in table.items()}
     return {"test_elbo": means["elbo"], **{f"test_iwae_{k}": means[f"iwae_{k}"] for k in config.iwae_k},
            "test_nll": -means["log_px"], "eval_s": time.perf_counter() - t0,
@@ -142,9 +146,13 @@ def compare_inference(config: CompareConfig, out: str | Path, resume: bool = Fal
     out = Path(out)
     for spec in config.strategies:
         parse_strategy(spec)  # every spec is checked before anything trains
-    dataset = limit_dataset(load_dataset(config.data, data_dir), config.limit)
+    config = dataclasses.replace(config, **absolute_data_paths(
+        {"data": config.data, "valid_data": config.valid_data, "test_data": config.test_data}))
+    dataset = limit_dataset(load_data(config.data, data_dir, config.valid_data, config.test_data), config.limit)
     device = resolve_device(config.device)
-    test_x = dataset.test.x[evenly_spaced_indices(len(dataset.test), config.test_limit)].to(device)
+    keep = evenly_spaced_indices(len(dataset.test), config.test_limit)
+    test_x = dataset.test.x[keep].to(device)
+    test_y = None if dataset.test.y is None else dataset.test.y[keep].to(device)
     rows, curves, models = [], {}, {}
     for spec in config.strategies:
         rc, run = run_config(config, spec, dataset), run_directory(out, spec)
@@ -159,7 +167,7 @@ def compare_inference(config: CompareConfig, out: str | Path, resume: bool = Fal
                "particles": rc.train.particles, "grad_estimator": rc.train.grad_estimator, "epochs": config.epochs,
                "train_s": train_s, "s_per_epoch": train_s / len(metrics), "valid_elbo": curves[spec][-1]["valid_elbo"]}
         strategy = build_strategy(model, rc.train, dataset.train.x.to(device))  # sized as in training
-        row.update(evaluate_strategy(model, strategy, test_x, config, progress))
+        row.update(evaluate_strategy(model, strategy, test_x, config, progress, test_y))
         row.update(n_train=len(dataset.train), n_test=test_x.shape[0], nll_samples=config.nll_samples)
         rows.append(row)
         models[spec] = model

@@ -28,7 +28,10 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import pyro
 import torch
+from pyro import poutine
+from torch.distributions import constraints
 
 LABEL_USES = (None, "condition", "semi-supervised")
 UNKNOWN_LABEL = -1  # a hidden label in a semi-supervised training split
@@ -64,15 +67,57 @@ def bind_labels(module: torch.nn.Module, y: torch.Tensor | None, evaluation: boo
 
     Args:
         module: the model.
-        y: the batch's labels ``[B]`` or ``None``; ``UNKNOWN_LABEL`` marks a hidden label.
+        y: the batch's labels ``[B]``, or ``None`` (no labels, or a batch whose labels are hidden).
         evaluation: True for evaluation, where a semi-supervised model sees no labels.
     """
     use = label_use(module)
     if y is None or use is None or (evaluation and use == "semi-supervised"):
         return module
-    known = y != UNKNOWN_LABEL
-    if use == "semi-supervised" and not bool(known.any()):
-        return module
-    if not bool(known.all()):
-        raise ValueError("a batch mixes known and hidden labels; semi-supervised batches must be all one or the other")
     return LabelledModel(module, y)
+
+
+def check_labels(module: torch.nn.Module, y: torch.Tensor | None, where: str) -> None:
+    """Raise ``ValueError`` if a model conditioned on labels gets data without them."""
+    if label_use(module) == "condition" and y is None:
+        raise ValueError(f"{where} has no labels, but {type(module).__name__} is conditioned on them "
+                         f"(labels = 'condition'); use a labelled dataset or a .npz/.pt file with 'y'")
+
+
+def _first_bad(support: constraints.Constraint, x: torch.Tensor) -> tuple[int, ...] | None:
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    ok = support.check(x)
+    if ok.shape != x.shape or bool(ok.all()):  # a constraint on whole events: name the data point
+        return None if bool(ok.all()) else (int((~ok).reshape(ok.shape[0], -1).any(-1).nonzero()[0]),)
+    return tuple(int(i) for i in (~ok).nonzero()[0])
+
+
+@torch.no_grad()
+def check_observations(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, where: str,
+                       batch_size: int = 1000) -> None:
+    """Raise ``ValueError`` naming ``where``, the index and the value of the first observation
+    outside the support of the model's observed site (read from a trace of ``module.model``).
+
+    Modules with a ``likelihood`` attribute (the built-in image models) use its own check, whose
+    message also says how to fix grey-level data under a Bernoulli likelihood.
+    """
+    from ppl_models.models.likelihoods import check_support
+
+    if hasattr(module, "likelihood"):
+        check_support(module.likelihood, x, where)
+        return
+    site_name = module.observed_sites[0]
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start : start + batch_size]
+        yb = None if y is None else y[start : start + batch_size]
+        view = bind_labels(module, yb, evaluation=True)
+        with pyro.validation_enabled(False):
+            trace = poutine.trace(view.model).get_trace(xb)
+        site = trace.nodes[site_name]
+        value = site["value"]
+        bad = _first_bad(site["fn"].support, value)
+        if bad is not None:
+            index = (bad[0] + start, *bad[1:])
+            value = value[bad].tolist() if len(bad) < value.dim() else value[bad].item()
+            raise ValueError(f"{where}: element {index} is {value!r}, outside the support "
+                             f"{site['fn'].support} of the observed site {site_name!r} of {type(module).__name__}")

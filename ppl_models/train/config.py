@@ -9,7 +9,10 @@ from dataclasses import dataclass
 class TrainConfig:
     """Everything about a training run that is not the model's architecture."""
 
-    data: str = "digits"  # dataset name (ppl_models.data.available_datasets)
+    data: str = "digits"  # dataset name (ppl_models.data.available_datasets) or a .npy/.npz/.pt training file
+    valid_data: str | None = None  # validation file (user data; default: carved from the training file)
+    test_data: str | None = None  # test file (user data; default: carved from the training file)
+    labelled: int | None = None  # semi-supervised models: keep only this many training labels (None: all)
     binarize: str = "none"  # none | dynamic: resample x ~ Bernoulli(grey level) at every batch
     objective: str = "elbo"  # objective name (ppl_models.objectives.available_objectives)
     particles: int = 1  # Monte Carlo samples per data point in the objective
@@ -32,6 +35,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.labelled is not None and self.labelled < 0:
+            raise ValueError(f"labelled must be non-negative, got {self.labelled}")
         if self.local_steps is not None and self.local_steps < 1:
             raise ValueError(f"local_steps must be at least 1, got {self.local_steps}")
         if self.local_lr is not None and not self.local_lr > 0:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
-from ppl_models.data import Dataset, load_dataset
+from guides.auto import GuideConfig
+from ppl_models.data import Dataset, load_data
+from ppl_models.data.user_files import is_data_file
 from ppl_models.inference import check_strategy
 from ppl_models.objectives import build_objective
-from ppl_models.registry import get_model, model_config
+from ppl_models.registry import canonical_reference, check_data_shape, get_model, model_config
 from ppl_models.train.config import TrainConfig
 from ppl_models.train.run import RunConfig, RunDir
 
@@ -21,24 +24,40 @@ def default_likelihood(dataset: Dataset, binarize: str) -> str:
     return "bernoulli" if dataset.binary or binarize == "dynamic" else "gaussian"
 
 
+def absolute_data_paths(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with user data files (``data``, ``valid_data``, ``test_data``) made absolute, so a
+    run's config finds them from any working directory."""
+    out = dict(fields)
+    for name in ("data", "valid_data", "test_data"):
+        if out.get(name) and (name != "data" or is_data_file(out[name])):
+            out[name] = str(Path(out[name]).expanduser().resolve())
+    return out
+
+
 def configure_run(
     model: str, run: RunDir, train_fields: dict[str, Any], model_fields: dict[str, Any],
-    data_dir: str | None = None, resume: bool = False,
+    data_dir: str | None = None, resume: bool = False, guide_fields: dict[str, Any] | None = None,
 ) -> tuple[RunConfig, Dataset]:
     """The run config and dataset for ``ppl train``.
 
     Args:
-        model: registered model name.
+        model: registered model name or ``path/to/file.py:NAME``.
         run: the run directory.
         train_fields: TrainConfig fields given on the command line (others take defaults).
         model_fields: model config fields given on the command line.
         data_dir: dataset directory override.
         resume: continue ``run``: its saved config is used, and a given field may only differ
             from it if it is in ``RESUMABLE_OVERRIDES``.
+        guide_fields: GuideConfig fields given on the command line.
     """
+    model = canonical_reference(model)
+    train_fields = absolute_data_paths(train_fields)
+    guide_fields = guide_fields or {}
     if resume and run.config_path.exists():
         saved = run.load_config()
         _check_same(run, "model", saved.model, model)
+        for name, value in guide_fields.items():
+            _check_same(run, f"guide {name}", getattr(saved.guide, name), value)
         for name, value in model_fields.items():
             _check_same(run, name, getattr(saved.model_config, name, None), value)
         for name, value in train_fields.items():
@@ -46,23 +65,32 @@ def configure_run(
                 _check_same(run, name, getattr(saved.train, name), value)
         overrides = {k: v for k, v in train_fields.items() if k in RESUMABLE_OVERRIDES}
         config = dataclasses.replace(saved, train=dataclasses.replace(saved.train, **overrides))
-        return config, load_dataset(config.train.data, data_dir)
+        return config, load_data(config.train.data, data_dir, config.train.valid_data, config.train.test_data)
 
     train = TrainConfig(**train_fields)
     get_model(model)  # unknown names fail before the data are loaded
+    guide = GuideConfig(**guide_fields)
     check_strategy(train.strategy)
     build_objective(train.objective, train.particles, train.grad_estimator)
-    dataset = load_dataset(train.data, data_dir)
-    return new_run_config(model, model_fields, train, dataset), dataset
+    dataset = load_data(train.data, data_dir, train.valid_data, train.test_data)
+    return new_run_config(model, model_fields, train, dataset, guide), dataset
 
 
-def new_run_config(model: str, model_fields: dict[str, Any], train: TrainConfig, dataset: Dataset) -> RunConfig:
+def new_run_config(model: str, model_fields: dict[str, Any], train: TrainConfig, dataset: Dataset,
+                   guide: GuideConfig | None = None) -> RunConfig:
     """The config of a new run of ``model`` on ``dataset``; a model with a ``likelihood`` field
-    gets :func:`default_likelihood` unless ``model_fields`` names one."""
-    fields = {f.name for f in dataclasses.fields(get_model(model).config_cls)}
+    gets :func:`default_likelihood` unless ``model_fields`` names one. Checks that the model
+    accepts the data's shape and has the labels it needs."""
+    model = canonical_reference(model)
+    entry = get_model(model)
+    check_data_shape(model, dataset.event_shape)
+    if getattr(entry.cls, "labels", None) == "condition" and dataset.train.y is None:
+        raise ValueError(f"model {model!r} is conditioned on labels, but the data {dataset.name!r} have none")
+    fields = {f.name for f in dataclasses.fields(entry.config_cls)}
     if "likelihood" in fields and "likelihood" not in model_fields:
         model_fields = {**model_fields, "likelihood": default_likelihood(dataset, train.binarize)}
-    return RunConfig(model, model_config(model, **model_fields), train, tuple(dataset.event_shape))
+    return RunConfig(model, model_config(model, **model_fields), train, tuple(dataset.event_shape),
+                     guide or GuideConfig())
 
 
 def _check_same(run: RunDir, name: str, saved: Any, given: Any) -> None:

@@ -18,9 +18,9 @@ from tqdm.auto import tqdm
 from ppl_models.evaluate.likelihood import per_datapoint_bounds
 from ppl_models.inference import build_strategy
 from ppl_models.inference.strategy import svi_step  # noqa: F401  (re-exported: the amortized step)
-from ppl_models.models.likelihoods import check_support
+from ppl_models.models.protocol import UNKNOWN_LABEL, bind_labels, check_labels, check_observations, label_use
 from ppl_models.objectives import build_objective
-from ppl_models.registry import build_model
+from ppl_models.train.batches import hide_labels, split_batches, steps_per_epoch
 from ppl_models.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from ppl_models.train.metrics import MetricsLog
 from ppl_models.train.run import RunConfig, RunDir
@@ -61,6 +61,21 @@ def _fixed_binarization(x: torch.Tensor, seed: int) -> torch.Tensor:
     return torch.bernoulli(x, generator=torch.Generator(device=x.device).manual_seed(seed))
 
 
+def _labels(model: torch.nn.Module, dataset, tc) -> tuple:
+    """Training and validation labels as the model uses them, and which training labels are known
+    (a bool mask for a semi-supervised model, else None)."""
+    use = label_use(model)
+    train_y, valid_y = dataset.train.y, dataset.valid.y
+    if use is None:
+        return None, None, None
+    check_labels(model, train_y, f"{dataset.name}/train")
+    if use == "condition" or train_y is None:
+        return train_y, valid_y, None
+    if tc.labelled is not None:
+        train_y = hide_labels(train_y, tc.labelled, tc.seed)
+    return train_y, valid_y, train_y != UNKNOWN_LABEL
+
+
 def fit(run: RunDir, config: RunConfig, dataset, resume: bool = False, progress: bool = True) -> torch.nn.Module:
     """Train ``config`` on ``dataset`` into the run directory ``run``; return the trained model.
 
@@ -76,7 +91,7 @@ def fit(run: RunDir, config: RunConfig, dataset, resume: bool = False, progress:
     tc = config.train
     device = resolve_device(tc.device)
     pyro.set_rng_seed(tc.seed)
-    model = build_model(config.model, config.model_config, config.event_shape).to(device)
+    model = config.build().to(device)
     optimizer = make_optimizer(model, tc.lr)
     objective = build_objective(tc.objective, tc.particles, tc.grad_estimator)
     data_rng = torch.Generator().manual_seed(tc.seed)
@@ -86,9 +101,12 @@ def fit(run: RunDir, config: RunConfig, dataset, resume: bool = False, progress:
     valid_x = dataset.valid.x.to(device)
     if dynamic:
         valid_x = _fixed_binarization(valid_x, tc.seed + 1)
-    if not (dataset.binary or dynamic):  # binary datasets were checked to be {0, 1} when loaded
-        check_support(model.likelihood, train_x, f"{dataset.name}/train")
-        check_support(model.likelihood, valid_x, f"{dataset.name}/valid")
+    train_y, valid_y, known = _labels(model, dataset, tc)
+    if not dynamic:
+        check_observations(model, train_x, train_y, f"{dataset.name}/train")
+        check_observations(model, valid_x, valid_y, f"{dataset.name}/valid")
+    train_y = None if train_y is None else train_y.to(device)
+    valid_y = None if valid_y is None else valid_y.to(device)
     strategy = build_strategy(model, tc, train_x)
 
     start_epoch, step, elapsed = 0, 0, 0.0
@@ -108,23 +126,27 @@ def fit(run: RunDir, config: RunConfig, dataset, resume: bool = False, progress:
     metrics = MetricsLog(run.metrics_path, resume_epoch=start_epoch if resume else None)
 
     n = train_x.shape[0]
-    steps_per_epoch = math.ceil(n / tc.batch_size)
-    bar = tqdm(total=steps_per_epoch * tc.epochs, initial=step, disable=None if progress else True, unit="step", smoothing=0.05)
+    n_steps = steps_per_epoch(n, tc.batch_size, known)
+    bar = tqdm(total=n_steps * tc.epochs, initial=step, disable=None if progress else True, unit="step", smoothing=0.05)
     with pyro.validation_enabled(False):
         for epoch in range(start_epoch + 1, tc.epochs + 1):
             t0 = time.perf_counter()
             bar.set_description(f"epoch {epoch}/{tc.epochs}")
-            perm = torch.randperm(n, generator=data_rng).to(device)
+            perm = torch.randperm(n, generator=data_rng)
+            if known is None:
+                batches = [(idx, True) for idx in perm.to(device).split(tc.batch_size)]
+            else:
+                batches = [(idx.to(device), lab) for idx, lab in split_batches(perm, tc.batch_size, known)]
             epoch_loss = torch.zeros((), device=device)
             interval_loss, interval_start = torch.zeros((), device=device), step
-            for i in range(steps_per_epoch):
-                idx = perm[i * tc.batch_size : (i + 1) * tc.batch_size]
+            for i, (idx, labelled) in enumerate(batches):
                 xb = train_x.index_select(0, idx)
                 if dynamic:
                     xb = torch.bernoulli(xb)
-                interval_loss += strategy.step(objective, model, optimizer, xb, idx)
+                yb = train_y.index_select(0, idx) if train_y is not None and labelled else None
+                interval_loss += strategy.step(objective, bind_labels(model, yb), optimizer, xb, idx)
                 step += 1
-                if step % tc.log_every == 0 or i == steps_per_epoch - 1:
+                if step % tc.log_every == 0 or i == n_steps - 1:
                     value = interval_loss.item() / ((step - interval_start) * tc.batch_size)
                     if not math.isfinite(value):
                         raise FloatingPointError(
@@ -136,7 +158,8 @@ def fit(run: RunDir, config: RunConfig, dataset, resume: bool = False, progress:
                     interval_start = step
                     bar.set_postfix(loss=f"{value:.2f}")
                 bar.update(1)
-            valid_elbo = per_datapoint_bounds(model, valid_x, 1, batch_size=1000, guide_for=strategy.guide_for)[0].mean().item()
+            valid_elbo = per_datapoint_bounds(model, valid_x, 1, batch_size=1000, guide_for=strategy.guide_for,
+                                              y=valid_y)[0].mean().item()
             epoch_time = time.perf_counter() - t0
             elapsed += epoch_time
             row = dict(epoch=epoch, step=step, train_loss=round(epoch_loss.item() / n, 4),

@@ -10,8 +10,9 @@ from typing import Any
 
 import torch
 
-from ppl_models.registry import build_model, model_config
+from guides.auto import GuideConfig
 from ppl_models.atomic import atomic_write
+from ppl_models.registry import build_model, model_config
 from ppl_models.train.checkpoint import latest_checkpoint, load_checkpoint
 from ppl_models.train.config import TrainConfig
 
@@ -22,10 +23,15 @@ FORMAT_VERSION = 1
 class RunConfig:
     """What a run directory records about how it was made."""
 
-    model: str  # registered model name
+    model: str  # registered model name, or an absolute path/to/file.py:NAME
     model_config: Any  # the model family's config dataclass
     train: TrainConfig  # training settings
     event_shape: tuple[int, ...]  # shape of one observation
+    guide: GuideConfig = GuideConfig()  # the model's own guide, or an automatic family
+
+    def build(self) -> torch.nn.Module:
+        """The model (with its guide) this config describes, freshly initialized."""
+        return build_model(self.model, self.model_config, self.event_shape, self.guide)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -35,13 +41,17 @@ class RunConfig:
             "model_config": dataclasses.asdict(self.model_config),
             "train": dataclasses.asdict(self.train),
             "event_shape": list(self.event_shape),
+            "guide": dataclasses.asdict(self.guide),
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "RunConfig":
         """Rebuild from :meth:`to_json` output; JSON lists become tuples again."""
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in d["model_config"].items()}
-        return cls(d["model"], model_config(d["model"], **fields), TrainConfig(**d["train"]), tuple(d["event_shape"]))
+        def tuples(fields: dict) -> dict:
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+
+        return cls(d["model"], model_config(d["model"], **tuples(d["model_config"])), TrainConfig(**d["train"]),
+                   tuple(d["event_shape"]), GuideConfig(**tuples(d.get("guide", {}))))
 
 
 class RunDir:
@@ -79,6 +89,6 @@ class RunDir:
         path = latest_checkpoint(self.checkpoints)
         if path is None:
             raise FileNotFoundError(f"run {self.path} has no checkpoint in {self.checkpoints}")
-        model = build_model(config.model, config.model_config, config.event_shape)
+        model = config.build()
         model.load_state_dict(load_checkpoint(path)["model"])
         return config, model.to(device).eval()

@@ -60,12 +60,23 @@ def test_split_name_error_lists_names():
         ds.split("validation")
 
 
-@pytest.mark.parametrize("x", [torch.zeros(2, 3), torch.zeros(2, 3, 3, dtype=torch.float64),
-                               torch.full((2, 3, 3), 1.5), torch.full((2, 3, 3), -0.1),
-                               torch.full((2, 3, 3), float("nan"))])
+@pytest.mark.parametrize("x", [torch.zeros(2), torch.zeros(2, 3, 3, dtype=torch.float64),
+                               torch.full((2, 3, 3), float("nan")), torch.full((2, 3), float("inf"))])
 def test_split_rejects_bad_images(x):
     with pytest.raises(DataError):
         Split(x)
+
+
+def test_split_names_the_first_non_finite_element():
+    x = torch.zeros(2, 3, 3)
+    x[1, 2, 0] = float("nan")
+    with pytest.raises(DataError, match=r"\(1, 2, 0\) is nan"):
+        Split(x)
+
+
+def test_split_takes_vectors_and_any_real_values():
+    # a split is [N, ...]; whether the values suit a model is its likelihood's question
+    assert len(Split(torch.full((4, 3), 7.5))) == 4
 
 
 def test_split_rejects_bad_labels():
