@@ -1,5 +1,8 @@
 """Amortized guides: networks that map observed data to a posterior approximation q(z | x)."""
 
+from guides.auto import FAMILIES, AmortizedGuide, GuideConfig, attach_guide
 from guides.encoder import DiagonalNormalEncoder
+from guides.families import family_names, register_family
 
-__all__ = ["DiagonalNormalEncoder"]
+__all__ = ["FAMILIES", "AmortizedGuide", "DiagonalNormalEncoder", "GuideConfig", "attach_guide", "family_names",
+           "register_family"]
