@@ -62,9 +62,10 @@ def run(args: argparse.Namespace) -> None:
     from ppl_models.train import RunDir, fit
     from ppl_models.train.configure import configure_run
 
-    model_fields = {**_given(args, MODEL_FLAGS), **parse_settings(args.model_settings)}
+    model_fields = _given(args, MODEL_FLAGS)
     if "hidden" in model_fields:
         model_fields["hidden"] = tuple(model_fields["hidden"])
+    model_fields.update(parse_settings(args.model_settings))
     run_dir = RunDir(args.out)
     config, dataset = configure_run(args.model, run_dir, _given(args, TRAIN_FLAGS), model_fields, args.data_dir,
                                     args.resume, guide_fields(args))
