@@ -8,10 +8,11 @@ import sys
 from ppl_models.cli import compare_inference as compare_inference_cmd
 from ppl_models.cli import eval as eval_cmd
 from ppl_models.cli import models as models_cmd
+from ppl_models.cli import probe as probe_cmd
 from ppl_models.cli import sample as sample_cmd
 from ppl_models.cli import train as train_cmd
 
-SUBCOMMANDS = [train_cmd, eval_cmd, sample_cmd, compare_inference_cmd, models_cmd]
+SUBCOMMANDS = [train_cmd, eval_cmd, sample_cmd, probe_cmd, compare_inference_cmd, models_cmd]
 
 # Errors that carry a message meant for the user; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, OSError, FloatingPointError, TypeError)
