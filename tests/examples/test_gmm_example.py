@@ -1,0 +1,50 @@
+"""The Gaussian mixture example runs end to end with tiny settings and reports the exact log p(x)."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import distributions as td
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gmm_digits.py"
+
+
+def _has_automatic_guide() -> bool:
+    # fit() trains module.guide; a model without one needs the registry's automatic guide attachment.
+    try:
+        from ppl_models.registry import build_model, model_config
+
+        return hasattr(build_model("gmm", model_config("gmm", components=2), (8, 8)), "guide")
+    except Exception:
+        return False
+
+
+@pytest.mark.xfail(not _has_automatic_guide(), reason="waits for automatic guide attachment", strict=False)
+def test_gmm_digits_example(tmp_path, digits):
+    torch.set_num_threads(1)
+    out = tmp_path / "gmm"
+    result = load().main(["--epochs", "2", "--components", "3", "--lr", "0.05", "--samples", "9", "--out", str(out)])
+    assert result["n"] == 180 and math.isfinite(result["log_px"])
+    assert result["elbo"] == pytest.approx(result["log_px"], abs=1e-4)  # nothing sampled: the bound is exact
+    assert len(result["weights"]) == 3 and sum(result["weights"]) == pytest.approx(1.0)
+    assert Path(result["means_png"]).exists() and Path(result["draws_png"]).exists()
+    assert (out / "metrics.csv").exists()
+
+    # The reported figure is the closed-form mixture log-likelihood of the saved model.
+    from ppl_models.train import RunDir
+
+    _, model = RunDir(out).load_model()
+    mixture = td.MixtureSameFamily(td.Categorical(logits=model.logits),
+                                   td.Independent(td.Normal(model.loc, model.scale), 1))
+    with torch.no_grad():
+        exact = mixture.log_prob(digits.test.x.reshape(180, -1)).mean().item()
+    assert result["log_px"] == pytest.approx(exact, abs=1e-3)
+
+
+def load():
+    spec = importlib.util.spec_from_file_location("gmm_digits", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
