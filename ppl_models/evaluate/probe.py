@@ -2,7 +2,8 @@
 
 For every data point the features are the means of the guide's latent sites, E_q[z | x] (for a
 hierarchical guide, each site's mean given the means of the sites before it), flattened and
-concatenated in the order the guide samples them. A multinomial logistic regression on the
+concatenated in the order the guide samples them. A categorical site contributes its class
+probabilities (the mean of its one-hot encoding), and later sites see its most probable class. A multinomial logistic regression on the
 standardized features is fitted on the training split and scored on the test split. This is the
 usual measure of representation quality for autoencoders and VAEs (e.g. the linear evaluation
 protocol of Kolesnikov et al. 2019); it needs nothing from the model but its guide.
@@ -16,9 +17,9 @@ from pathlib import Path
 
 import pyro
 import torch
-from pyro import poutine
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
+from torch.distributions import Categorical as TorchCategorical
 
 from ppl_models.atomic import atomic_write
 from ppl_models.evaluate.likelihood import evenly_spaced_indices
@@ -43,16 +44,28 @@ class ProbeResult:
 
 
 class _UseMeans(Messenger):
-    """Set every unobserved sample site to its distribution's mean (the value of a point mass, whose
-    mean it is), so later sites are computed from earlier sites' means rather than from draws."""
+    """Record each unobserved sample site's mean as its features and set its value to the mean (the
+    most probable value of a discrete site), so later sites are computed from earlier sites' means
+    rather than from draws. A point mass's mean is its value."""
+
+    def __init__(self):
+        super().__init__()
+        self.features: list[torch.Tensor] = []
 
     def _pyro_sample(self, msg) -> None:
         if msg["is_observed"] or msg["value"] is not None or site_is_subsample(msg):
             return
-        try:
-            msg["value"] = msg["fn"].mean
-        except NotImplementedError:  # no closed-form mean (e.g. a transformed distribution): one draw
-            msg["value"] = msg["fn"].sample()
+        fn = msg["fn"]
+        if isinstance(fn, TorchCategorical):  # E[one-hot(y)]; torch's Categorical.mean is NaN
+            feature, value = fn.probs, fn.mode
+        else:
+            try:
+                feature = fn.mean
+            except NotImplementedError:  # no closed-form mean (e.g. a transformed distribution): one draw
+                feature = fn.sample()
+            value = fn.mode if fn.support.is_discrete else feature
+        self.features.append(feature)
+        msg["value"] = value
 
 
 @torch.no_grad()
@@ -70,14 +83,13 @@ def posterior_mean_features(module, x: torch.Tensor, batch_size: int = 1000) -> 
     parts = []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size]
-        with pyro.validation_enabled(False), _UseMeans():
-            trace = poutine.trace(module.guide).get_trace(xb)
-        sites = [s["value"].reshape(xb.shape[0], -1) for s in trace.nodes.values()
-                 if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)]
-        if not sites:
+        means = _UseMeans()
+        with pyro.validation_enabled(False), means:
+            module.guide(xb)
+        if not means.features:
             raise ValueError(f"{type(module).__name__}'s guide has no latent sample sites to take features from")
-        parts.append(torch.cat(sites, dim=-1))
-    return torch.cat(parts).float()
+        parts.append(torch.cat([f.reshape(xb.shape[0], -1).float() for f in means.features], dim=-1))
+    return torch.cat(parts)
 
 
 def linear_probe(
@@ -111,7 +123,7 @@ def linear_probe(
     clf.fit(f_train, y_train)
     accuracy = float((clf.predict(f_test) == y_test).mean())
     majority = torch.bincount(train_y.cpu()).argmax()
-    chance = float((test_y.cpu() == majority).float().mean())
+    chance = float((test_y.cpu() == majority).double().mean())
     return ProbeResult(accuracy, chance, int(f_train.shape[0]), int(f_test.shape[0]), int(f_train.shape[1]))
 
 
@@ -125,12 +137,12 @@ def probe_run(run_path: str | Path, limit: int | None = None, data_dir: str | No
         data_dir: dataset directory override.
         seed: seeds the fixed binarization of grey data for a run trained with ``--binarize dynamic``.
     """
-    from ppl_models.data import load_dataset
+    from ppl_models.data import load_data
     from ppl_models.train import RunDir
 
     run = RunDir(run_path)
     config, module = run.load_model("cpu")
-    dataset = load_dataset(config.train.data, data_dir)
+    dataset = load_data(config.train.data, data_dir, config.train.valid_data, config.train.test_data)
     splits = {}
     for name in ("train", "test"):
         split = dataset.split(name)

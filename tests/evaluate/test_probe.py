@@ -42,6 +42,19 @@ class PureNoise(nn.Module):
             return pyro.sample("z", dist.Normal(torch.randn(x.shape[0], 8), 1.0).to_event(1))
 
 
+class CategoricalThenNormal(nn.Module):
+    """q(y | x) = Categorical(softmax(W x)), q(z | x, y) = Normal(one-hot(y), 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.classify = nn.Linear(64, 3)
+
+    def guide(self, x, batch_size=None):
+        with pyro.plate("data", x.shape[0]):
+            y = pyro.sample("y", dist.Categorical(logits=self.classify(x.reshape(x.shape[0], -1))))
+            return pyro.sample("z", dist.Normal(nn.functional.one_hot(y, 3).float(), 1.0).to_event(1))
+
+
 class LabelConditioned(PureNoise):
     labels = "condition"
 
@@ -56,6 +69,12 @@ def test_features_are_means_given_earlier_means(digits):
     # z2's mean is taken at z1's mean, not at a draw of z1 (which is noise of scale 100)
     expected = torch.cat([x.reshape(50, -1), 2 * x.reshape(50, -1)], dim=-1)
     torch.testing.assert_close(posterior_mean_features(Hierarchical(), x, batch_size=7), expected)
+    # a categorical site: its class probabilities, and the next site sees its most probable class
+    guide = CategoricalThenNormal()
+    with torch.no_grad():
+        probs = guide.classify(x.reshape(50, -1)).softmax(-1)
+    expected = torch.cat([probs, nn.functional.one_hot(probs.argmax(-1), 3).float()], dim=-1)
+    torch.testing.assert_close(posterior_mean_features(guide, x), expected)
     ae = build_model("autoencoder", model_config("autoencoder", latent_dim=3, hidden=(8,)), (8, 8))
     with torch.no_grad():  # a point mass: its value
         torch.testing.assert_close(posterior_mean_features(ae, x), ae.encoder(x.reshape(50, -1)))
@@ -118,7 +137,7 @@ def test_ppl_probe_needs_labels(tmp_path, digits, tiny_run_config, capsys, monke
     run = tmp_path / "run"
     fit(RunDir(run), tiny_run_config(epochs=1), digits, progress=False)
     unlabelled = Dataset("digits", *(Split(digits.split(s).x) for s in ("train", "valid", "test")), binary=False)
-    monkeypatch.setattr("ppl_models.data.load_dataset", lambda name, data_dir=None: unlabelled)
+    monkeypatch.setattr("ppl_models.data.load_data", lambda *args, **kwargs: unlabelled)
     capsys.readouterr()
     assert ppl(["probe", str(run)]) == 2
     assert "digits/train has no labels; the linear probe needs a labelled dataset" in capsys.readouterr().err
