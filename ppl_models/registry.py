@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
-import inspect
 import sys
 import warnings
 from dataclasses import dataclass
@@ -82,10 +81,11 @@ def register_model(name: str, config: type | None = None, description: str | Non
 
 def _same_file(a: type, b: type) -> bool:
     # A file run as a script and then loaded by path defines its class twice: the same model.
-    try:
-        return a.__qualname__ == b.__qualname__ and Path(inspect.getfile(a)).resolve() == Path(inspect.getfile(b)).resolve()
-    except (TypeError, OSError):
-        return False
+    def where(cls: type) -> Path | None:
+        code = getattr(getattr(cls, "model", None), "__code__", None)
+        return Path(code.co_filename).resolve() if code is not None else None
+
+    return a.__qualname__ == b.__qualname__ and where(a) is not None and where(a) == where(b)
 
 
 def _load_builtin_models() -> None:
