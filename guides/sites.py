@@ -1,4 +1,4 @@
-"""The latent sites of a model, read from one trace: what an automatic guide must sample.
+"""The latent sites of a model, read from a trace of it: what an automatic guide must sample.
 
 A site is *local* if it sits in the ``"data"`` plate (one value per data point, inferred by the
 encoder) and *global* otherwise (one value for the whole data set, a free parameter). Every site
@@ -6,11 +6,15 @@ is handled in the unconstrained space of ``biject_to(support)``; a local site's 
 point, unconstrained and flattened, is a vector of :attr:`LatentSite.size` numbers, and the joint
 families concatenate these vectors over the sites (as Pyro's ``AutoContinuous`` does for a whole
 model).
+
+Supports are read once, from the traced example batch: a support that moves with another latent's
+value (``Uniform(0, z2)``) is refused; one that depends on the data is not detected.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from math import prod
 from typing import Callable, Iterator
@@ -175,16 +179,14 @@ def _latent_site(node: dict) -> LatentSite:
         if f.full_size is not None and f.full_size != f.size:
             raise ValueError(f"latent site {name!r} sits in the subsampled plate {f.name!r} (size {f.size} of "
                              f"{f.full_size}); an automatic guide needs unsubsampled plates")
-    batch_shape = torch.Size(fn.batch_shape)
-    site = LatentSite(name, batch_shape, torch.Size(fn.event_shape), fn.support, frames, torch.empty(0))
+    site = LatentSite(name, torch.Size(fn.batch_shape), torch.Size(fn.event_shape), fn.support, frames,
+                      init_loc=torch.empty(0))
     median = site.transform.inv(fn.sample((MEDIAN_DRAWS,))).median(0).values  # unconstrained: stays feasible
     median = torch.where(median.isfinite(), median, torch.zeros_like(median))
-    if site.is_local:
-        event_dims = len(site.unconstrained_event_shape)
-        per_point = median.movedim(site.data_dim - event_dims, 0).reshape(median.shape[site.data_dim - event_dims], -1)
-        median = per_point.mean(0)
-    object.__setattr__(site, "init_loc", median.detach().clone())
-    return site
+    if site.is_local:  # one location per data point: the mean over the example batch
+        data_axis = site.data_dim - len(site.unconstrained_event_shape)
+        median = median.movedim(data_axis, 0).reshape(median.shape[data_axis], -1).mean(0)
+    return dataclasses.replace(site, init_loc=median.detach().clone())
 
 
 def _check_static_support(site: LatentSite, other: constraints.Constraint) -> None:
