@@ -86,8 +86,9 @@ class ReparamELBO(DifferentiableELBO):
 
     def _general_elbo(self, enumerated: bool) -> ELBO:
         if enumerated:
+            # Later calls may enumerate nothing (a semi-supervised model's labelled batches): no warning then.
             return TraceEnum_ELBO(num_particles=self.num_particles, max_plate_nesting=self.model_plate_nesting,
-                                  vectorize_particles=self.vectorize_particles)
+                                  vectorize_particles=self.vectorize_particles, strict_enumeration_warning=False)
         cls = TraceMeanField_ELBO if self.analytic_kl else Trace_ELBO
         return cls(num_particles=self.num_particles, max_plate_nesting=self.max_plate_nesting,
                    vectorize_particles=self.vectorize_particles)
