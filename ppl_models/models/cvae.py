@@ -1,8 +1,8 @@
 """The conditional VAE (Sohn, Lee & Yan 2015, "Learning Structured Output Representation using
 Deep Conditional Generative Models") as a Pyro program.
 
-    z | c ~ p(z | c)                      a prior network N(mu(c), sigma(c)^2) (Sohn et al. sec. 4.2),
-                                          or N(0, I) with ``prior="standard"``
+    z | c ~ p(z | c)                      N(mu(c), sigma(c)^2) from Sohn et al.'s conditional prior
+                                          network, or N(0, I) with ``prior="standard"``
     x | z, c ~ p(x | decoder(z, c))       the observation's shape, see ``likelihoods.py``
     q(z | x, c)                           the recognition network (the guide)
 
@@ -11,7 +11,7 @@ The condition c comes from one of two builders (``CONDITIONS``):
 - ``label``: c = one-hot(y), a class-conditional model (``labels = "condition"``). Given y, the
   bounds are on log p(x | y); without y the model draws y ~ Uniform{0..classes-1} as a latent site
   ``"y"``, so unconditional sampling works.
-- ``partial``: c = the visible part of the image (Sohn et al.'s quadrant completion), the model
+- ``partial``: c = the visible part of the image (Sohn et al.'s MNIST quadrant prediction); the model
   scores only the hidden pixels, so the bounds are on log p(x_hidden | x_visible).
 """
 
