@@ -153,3 +153,13 @@ def attach_guide(module: nn.Module, event_shape, config: GuideConfig,
     module.auto_guide = AmortizedGuide(module.model, example_x, config, example_kwargs)
     module.guide = module.auto_guide.__call__  # a bound method, not a Module: no second copy in state_dict
     return module
+
+
+def available_guides() -> dict[str, str]:
+    """``--guide`` choices mapped to one-line descriptions (the family classes' docstrings)."""
+    from guides.families import _FAMILIES
+
+    out = {DEFAULT: "the model's own guide if it has one, else normal"}
+    for name, cls in _FAMILIES.items():
+        out[name] = getattr(cls, "description", name)
+    return out

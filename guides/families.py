@@ -117,6 +117,8 @@ class NormalFamily(Family):
     encoder per data point (Kingma & Welling 2014). Each site is its own reparameterized sample
     site that depends on no other, as the STL and DReG estimators need."""
 
+    description = "a diagonal Normal per site (mean-field; works with STL and DReG)"
+
     def __init__(self, sites: list[LatentSite], features: int, config: "GuideConfig"):
         super().__init__(sites, features, config)
         self.head = nn.Linear(features, 2 * self.dim)

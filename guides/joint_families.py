@@ -60,6 +60,8 @@ class LowRankFamily(JointFamily):
     covariance has a rank-``config.rank`` factor, all given by the encoder per data point (the
     amortized counterpart of Pyro's ``AutoLowRankMultivariateNormal``)."""
 
+    description = "one low-rank-plus-diagonal Normal over all local sites (--guide-rank)"
+
     def __init__(self, sites: list[LatentSite], features: int, config: "GuideConfig"):
         super().__init__(sites, features, config)
         self.rank = config.rank
@@ -92,6 +94,8 @@ class IAFFamily(JointFamily):
     starts near the identity); each draws its own random variable order (a buffer, saved in the
     state dict), so stacked flows do not share one ordering.
     """
+
+    description = "a Normal pushed through --flows x-conditioned IAF transforms (Kingma et al. 2016)"
 
     def __init__(self, sites: list[LatentSite], features: int, config: "GuideConfig"):
         super().__init__(sites, features, config)

@@ -93,6 +93,11 @@ class IWAE(DifferentiableELBO):
             raise ValueError(f"grad_estimator={self.grad_estimator!r} changes only the gradient of the guide's "
                              f"sampled sites, and this guide samples none (enumerated sites are summed out); "
                              f"use grad_estimator='standard'")
+        auxiliary = [s["name"] for s in latent_sites if s["infer"].get("is_auxiliary")]
+        if auxiliary:  # a joint guide (lowrank, iaf) derives every site from one auxiliary sample
+            raise ValueError(f"grad_estimator={self.grad_estimator!r} needs guide sites that do not condition on each "
+                             f"other: the guide derives its sites from the auxiliary site(s) {auxiliary}; "
+                             f"use grad_estimator='standard' or --guide normal")
         if not latent_sites[0]["value"].requires_grad:
             raise ValueError(f"grad_estimator={self.grad_estimator!r} needs a reparameterized guide with parameters")
         for i, later in enumerate(latent_sites[1:], start=1):
@@ -114,6 +119,12 @@ class IWAE(DifferentiableELBO):
         data plate's scale; the guide's log q carries the estimator's stop-gradients."""
         model_trace, guide_trace = self._get_trace(model, guide, args, kwargs)
         latent = [s for s in _sample_sites(guide_trace) if not s["is_observed"]]
+        if torch.is_grad_enabled():
+            discrete = [s["name"] for s in latent if not s["fn"].has_rsample]
+            if discrete:  # their gradient would need a score-function term (e.g. VIMCO), which this omits
+                raise ValueError(f"iwae needs reparameterized guide sites, but the guide samples {discrete} "
+                                 f"without rsample; train with --objective elbo (it sums such sites out when "
+                                 f"they are marked infer={{'enumerate': 'parallel'}})")
         stop = self.grad_estimator != "standard"
         if stop and not self._checked_guide:
             self._check_guide(latent)

@@ -11,17 +11,6 @@ from torch import distributions as td
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gmm_digits.py"
 
 
-def _has_automatic_guide() -> bool:
-    # fit() trains module.guide; a model without one needs the registry's automatic guide attachment.
-    try:
-        from ppl_models.registry import build_model, model_config
-
-        return hasattr(build_model("gmm", model_config("gmm", components=2), (8, 8)), "guide")
-    except Exception:
-        return False
-
-
-@pytest.mark.xfail(not _has_automatic_guide(), reason="waits for automatic guide attachment", strict=False)
 def test_gmm_digits_example(tmp_path, digits):
     torch.set_num_threads(1)
     out = tmp_path / "gmm"

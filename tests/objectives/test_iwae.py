@@ -164,3 +164,21 @@ def test_bad_names_are_rejected_with_the_valid_ones():
         build_objective("iwae", 5, "reinforce")
     with pytest.raises(ValueError, match="use --objective iwae"):
         build_objective("elbo", 1, "dreg")
+
+
+def test_iwae_refuses_a_guide_with_discrete_sampled_sites():
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            c = pyro.sample("c", dist.Categorical(torch.ones(3) / 3))
+            pyro.sample("x", dist.Normal(c.float(), 1.0), obs=x)
+
+    logits = torch.zeros(3, requires_grad=True)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("c", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
+
+    with pytest.raises(ValueError, match=r"reparameterized guide sites.*\['c'\].*--objective elbo"):
+        IWAE(num_particles=4).differentiable_loss(model, guide, torch.zeros(5))
+    with torch.no_grad():  # evaluation (no gradient) may still sample it
+        assert torch.isfinite(IWAE(num_particles=4).differentiable_loss(model, guide, torch.zeros(5)))
