@@ -88,10 +88,10 @@ class AmortizedGuide(nn.Module):
         self.sites = sites
         local = [s for s in sites if s.is_local]
         in_dim = prod(example_x.shape[1:])
-        if config.hidden:
+        if config.hidden and local:
             self.trunk = nn.Sequential(mlp([in_dim, *config.hidden], config.activation), activation(config.activation))
         else:
-            self.trunk = nn.Identity()
+            self.trunk = nn.Identity()  # no encoder: nothing local to infer (e.g. only enumerated sites)
         features = config.hidden[-1] if config.hidden else in_dim
         self.family = build_family(self.family_name, local, features, config) if local else None
         self.globals = nn.ModuleList(GlobalNormal(s) for s in sites if not s.is_local)
@@ -156,7 +156,7 @@ def attach_guide(module: nn.Module, event_shape, config: GuideConfig,
 
 
 def available_guides() -> dict[str, str]:
-    """``--guide`` choices mapped to one-line descriptions (the family classes' docstrings)."""
+    """``--guide`` choices mapped to one-line descriptions (each family class's ``description``)."""
     from guides.families import _FAMILIES
 
     out = {DEFAULT: "the model's own guide if it has one, else normal"}
