@@ -44,9 +44,8 @@ class ModelEntry:
 
 
 _MODELS: dict[str, ModelEntry] = {}
-_FILES: dict[Path, list[str]] = {}  # user model files already executed -> the names they registered
-_loading: list[str] = []  # the source being imported while its decorators run
-_registering: list[str] = []  # names registered so far (a file's are those added while it loads)
+_FILES: dict[Path, dict[str, ModelEntry]] = {}  # user model files already executed -> the models they define
+_loading: list[tuple[str, dict[str, ModelEntry]]] = []  # (source, where its models go) while it is imported
 _builtins_loaded = False
 
 
@@ -61,9 +60,10 @@ def register_model(name: str, config: type | None = None, description: str | Non
     """
 
     def decorator(cls: type) -> type:
-        if name in _MODELS and not _same_file(_MODELS[name].cls, cls):
-            raise ValueError(f"model {name!r} is already registered by {_MODELS[name].cls.__qualname__} "
-                             f"({_MODELS[name].source})")
+        source, target = _loading[-1] if _loading else (cls.__module__, _MODELS)
+        if name in target and not _same_file(target[name].cls, cls):
+            raise ValueError(f"model {name!r} is already registered by {target[name].cls.__qualname__} "
+                             f"({target[name].source})")
         if not callable(getattr(cls, "model", None)):
             raise TypeError(f"model {name!r}: {cls.__qualname__} has no `model` method (the Pyro program)")
         if not getattr(cls, "observed_sites", None):
@@ -71,9 +71,7 @@ def register_model(name: str, config: type | None = None, description: str | Non
         text = description or (cls.__doc__ or "").strip().split("\n")[0]
         if not text:
             raise ValueError(f"model {name!r}: give a description or a class docstring")
-        source = _loading[-1] if _loading else cls.__module__
-        _MODELS[name] = ModelEntry(name, cls, config or NoConfig, text, source)
-        _registering.append(name)
+        target[name] = ModelEntry(name, cls, config or NoConfig, text, source)
         return cls
 
     return decorator
@@ -97,7 +95,7 @@ def _load_builtin_models() -> None:
     import ppl_models.models  # noqa: F401
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        _loading.append(f"entry point {ep.name} = {ep.value}")
+        _loading.append((f"entry point {ep.name} = {ep.value}", _MODELS))
         try:
             ep.load()
         except Exception as e:  # a broken plug-in must not take the built-in models down with it
@@ -120,7 +118,9 @@ def canonical_reference(ref: str) -> str:
     return ref if parts is None else f"{parts[0].expanduser().resolve()}:{parts[1]}"
 
 
-def _load_file(path: Path) -> list[str]:
+def _load_file(path: Path) -> dict[str, ModelEntry]:
+    # A file's models live in their own namespace, found only as path.py:NAME: two files may
+    # both define "my-vae", and neither shadows a built-in model.
     path = path.expanduser().resolve()
     if path in _FILES:
         return _FILES[path]
@@ -129,21 +129,18 @@ def _load_file(path: Path) -> list[str]:
     module_name = f"ppl_user_models.m{hashlib.md5(str(path).encode()).hexdigest()[:12]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
-    before = dict(_MODELS)
-    start = len(_registering)
+    entries: dict[str, ModelEntry] = {}
     sys.modules[module_name] = module
-    _loading.append(str(path))
+    _loading.append((str(path), entries))
     try:
         spec.loader.exec_module(module)  # runs the user's code
     except Exception:
         sys.modules.pop(module_name, None)
-        _MODELS.clear()
-        _MODELS.update(before)
         raise
     finally:
         _loading.pop()
-    _FILES[path] = sorted(set(_registering[start:]))
-    return _FILES[path]
+    _FILES[path] = entries
+    return entries
 
 
 def available_models() -> dict[str, str]:
@@ -159,11 +156,11 @@ def get_model(name: str) -> ModelEntry:
     parts = split_reference(name)
     if parts is not None:
         path, model_name = parts
-        names = _load_file(path)
-        if model_name not in names:
-            raise ValueError(f"{path} registers no model {model_name!r}; it registers {names or 'none'} "
+        entries = _load_file(path)
+        if model_name not in entries:
+            raise ValueError(f"{path} registers no model {model_name!r}; it registers {sorted(entries) or 'none'} "
                              f"(decorate the class with @ppl_models.register_model({model_name!r}))")
-        return _MODELS[model_name]
+        return entries[model_name]
     try:
         return _MODELS[name]
     except KeyError:

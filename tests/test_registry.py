@@ -90,10 +90,20 @@ def test_a_failing_model_file_registers_nothing(tmp_path):
     assert "user-broken" not in available_models()
 
 
-def test_name_clash_with_another_model_is_an_error(tmp_path):
-    path = write_model(tmp_path, "vae")
-    with pytest.raises(ValueError, match="'vae' is already registered"):
-        get_model(f"{path}:vae")
+def test_model_files_have_their_own_namespace(tmp_path):
+    # a file may reuse a built-in's name, and two files the same name: the reference picks the file
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = write_model(tmp_path / "a", "vae"), write_model(tmp_path / "b", "vae")
+    assert get_model(f"{a}:vae").cls is not get_model(f"{b}:vae").cls
+    assert get_model("vae").source == "ppl_models.models.vae" and "vae" in available_models()
+    assert get_model(f"{a}:vae").source == str(a.resolve())
+
+
+def test_one_file_registering_a_name_twice_is_an_error(tmp_path):
+    path = write_model(tmp_path, "twice", MODEL_FILE + MODEL_FILE.replace("class Linear", "class Other"))
+    with pytest.raises(ValueError, match="'twice' is already registered by Linear"):
+        get_model(f"{path}:twice")
 
 
 def test_data_shape_is_checked(tmp_path):
