@@ -26,13 +26,13 @@ from ppl_models.evaluate import estimate_log_likelihood
 from ppl_models.evaluate.samples import save_grid
 from ppl_models.models.protocol import LabelledModel, bind_labels
 from ppl_models.objectives import build_objective
-from ppl_models.registry import get_model, model_config
+from ppl_models.registry import build_model, model_config
 
 
 def train(config, data, epochs: int, batch_size: int, lr: float, seed: int = 0) -> torch.nn.Module:
     """Fit a CVAE on ``data.train`` with the ``elbo`` objective and Adam; labels bound per batch."""
     pyro.set_rng_seed(seed)
-    model = get_model("cvae").cls(config, data.event_shape)
+    model = build_model("cvae", config, data.event_shape)
     objective = build_objective("elbo")
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     x, y = data.train.x, data.train.y

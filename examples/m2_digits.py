@@ -31,7 +31,7 @@ from ppl_models.evaluate import estimate_log_likelihood
 from ppl_models.evaluate.samples import save_grid
 from ppl_models.models.protocol import UNKNOWN_LABEL, bind_labels
 from ppl_models.nets import mlp
-from ppl_models.registry import get_model, model_config
+from ppl_models.registry import build_model, model_config
 
 
 def hide_labels(y: torch.Tensor, keep: int, seed: int = 0) -> torch.Tensor:
@@ -61,7 +61,7 @@ def train(config, data, y: torch.Tensor, epochs: int, batch_size: int, lr: float
     """Fit M2 on ``data.train.x`` with the partly hidden labels ``y`` (see the module docstring)."""
     pyro.set_rng_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    model = get_model("m2").cls(config, data.event_shape)
+    model = build_model("m2", config, data.event_shape)
     objective = TraceEnum_ELBO(max_plate_nesting=1)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     with warnings.catch_warnings():

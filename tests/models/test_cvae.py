@@ -10,7 +10,7 @@ from pyro.poutine.util import site_is_subsample
 from ppl_models.models.protocol import LabelledModel, label_use
 from ppl_models.objectives import build_objective
 from ppl_models.objectives.log_weights import log_importance_weights
-from ppl_models.registry import available_models, get_model, model_config
+from ppl_models.registry import available_models, build_model, model_config
 
 EVENT = torch.Size((8, 8))
 
@@ -25,7 +25,7 @@ def one_thread():
 
 def cvae(**fields):
     fields = {"latent_dim": 3, "hidden": (16,), "likelihood": "gaussian", **fields}
-    return get_model("cvae").cls(model_config("cvae", **fields), EVENT)
+    return build_model("cvae", model_config("cvae", **fields), EVENT)
 
 
 def sample_sites(trace):
@@ -163,4 +163,4 @@ def test_registry_lists_cvae_and_rejects_bad_settings():
     with pytest.raises(ValueError, match="unknown cvae prior"):
         cvae(prior="flat")
     with pytest.raises(ValueError, match=r"needs grey images \[H, W\], got event shape \(64,\)"):
-        get_model("cvae").cls(model_config("cvae", condition="partial"), torch.Size((64,)))
+        build_model("cvae", model_config("cvae", condition="partial"), (64,))

@@ -16,7 +16,7 @@ from guides.encoder import MIN_SCALE
 from ppl_models.evaluate.likelihood import estimate_log_likelihood
 from ppl_models.models.protocol import label_use
 from ppl_models.objectives.log_weights import log_importance_weights
-from ppl_models.registry import available_models, get_model, model_config
+from ppl_models.registry import available_models, build_model, model_config
 
 EVENT = torch.Size((8, 8))
 
@@ -31,7 +31,7 @@ def one_thread():
 
 def m2(**fields):
     fields = {"latent_dim": 3, "hidden": (16,), "classifier_hidden": (16,), **fields}
-    return get_model("m2").cls(model_config("m2", **fields), EVENT)
+    return build_model("m2", model_config("m2", **fields), EVENT)
 
 
 def sample_sites(trace):
