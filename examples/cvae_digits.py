@@ -24,7 +24,7 @@ import torch
 from ppl_models.data import load_dataset
 from ppl_models.evaluate import estimate_log_likelihood
 from ppl_models.evaluate.samples import save_grid
-from ppl_models.models.protocol import LabelledModel, bind_labels
+from ppl_models.models.protocol import bind_labels
 from ppl_models.objectives import build_objective
 from ppl_models.registry import build_model, model_config
 
@@ -55,9 +55,8 @@ def label_mode(model, data, samples_per_class: int, nll_samples: int, out: Path)
     save_grid(means.reshape(-1, *data.event_shape), out / "classes.png", nrow=samples_per_class)
     x, y = data.test.x, data.test.y
     wrong = (y + torch.randint(1, classes, y.shape)) % classes  # a uniformly drawn wrong class
-    # one batch: a LabelledModel carries the labels of all of x
-    true_ll = estimate_log_likelihood(LabelledModel(model, y), x, num_samples=nll_samples, batch_size=x.shape[0])
-    wrong_ll = estimate_log_likelihood(LabelledModel(model, wrong), x, num_samples=nll_samples, batch_size=x.shape[0])
+    true_ll = estimate_log_likelihood(model, x, num_samples=nll_samples, y=y)
+    wrong_ll = estimate_log_likelihood(model, x, num_samples=nll_samples, y=wrong)
     print(f"label: test log p(x | true y) {-true_ll.nll:.2f}, log p(x | wrong y) {-wrong_ll.nll:.2f} nats "
           f"(ELBO {true_ll.elbo:.2f} / {wrong_ll.elbo:.2f}, K={nll_samples}); grid {out / 'classes.png'}")
     return {"log_px_true_label": -true_ll.nll, "log_px_wrong_label": -wrong_ll.nll,
