@@ -1,17 +1,9 @@
 """Every example runs end to end with tiny settings."""
 
-import importlib.util
 import math
-from pathlib import Path
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from example_loader import EXAMPLES, load
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_vae_digits_example(tmp_path):

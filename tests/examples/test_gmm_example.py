@@ -1,20 +1,17 @@
 """The Gaussian mixture example runs end to end with tiny settings and reports the exact log p(x)."""
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
 import torch
 from torch import distributions as td
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gmm_digits.py"
+from example_loader import load
 
 
 def test_gmm_digits_example(tmp_path, digits):
-    torch.set_num_threads(1)
     out = tmp_path / "gmm"
-    result = load().main(["--epochs", "2", "--components", "3", "--lr", "0.05", "--samples", "9", "--out", str(out)])
+    result = load("gmm_digits").main(["--epochs", "2", "--components", "3", "--lr", "0.05", "--samples", "9", "--out", str(out)])
     assert result["n"] == 180 and math.isfinite(result["log_px"])
     assert result["elbo"] == pytest.approx(result["log_px"], abs=1e-4)  # nothing sampled: the bound is exact
     assert len(result["weights"]) == 3 and sum(result["weights"]) == pytest.approx(1.0)
@@ -31,9 +28,3 @@ def test_gmm_digits_example(tmp_path, digits):
         exact = mixture.log_prob(digits.test.x.reshape(180, -1)).mean().item()
     assert result["log_px"] == pytest.approx(exact, abs=1e-3)
 
-
-def load():
-    spec = importlib.util.spec_from_file_location("gmm_digits", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

@@ -1,28 +1,12 @@
 """The label-using examples (conditional VAE, semi-supervised M2) run end to end with tiny settings."""
 
-import importlib.util
 import math
-from pathlib import Path
 
-import pytest
 import torch
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from example_loader import load
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 def test_cvae_digits_example_both_modes(tmp_path):

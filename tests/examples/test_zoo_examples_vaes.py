@@ -1,29 +1,14 @@
 """The model-zoo examples (conv, beta, two-layer VAE; autoencoder with linear probe) run end to end
 with tiny settings and produce real results."""
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
-import torch
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from example_loader import load
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def assert_run_outputs(out: Path):
