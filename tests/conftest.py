@@ -22,6 +22,18 @@ _REQUIRED = (
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test runs on one intra-op thread: the tiny tensors of the tests gain nothing from more,
+    and on a 2-core machine shared with other work, threads contend."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
     """The shared real-data directory (``PPL_DATA_DIR``); skips the test if its files are missing."""

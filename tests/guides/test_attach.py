@@ -20,13 +20,6 @@ SHAPE = (8, 8)
 SMALL = dict(hidden=(16,), flow_hidden=(16,))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _vae(family: str, seed: int = 0) -> VAE:
     torch.manual_seed(seed)

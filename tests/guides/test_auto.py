@@ -27,12 +27,8 @@ SMALL = dict(hidden=(16,), flow_hidden=(16,))
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _seeded():
     pyro.set_rng_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _x(n=5, seed=1):

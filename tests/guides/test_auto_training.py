@@ -19,13 +19,6 @@ from ppl_models.objectives import build_objective
 N = 32  # data points of the PPCA data set
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _correlated_ppca() -> LinearGaussian:
     """PPCA with latent_dim 2 whose two loading columns nearly align: a strongly correlated posterior."""

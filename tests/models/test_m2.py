@@ -21,13 +21,6 @@ from ppl_models.registry import available_models, build_model, model_config
 EVENT = torch.Size((8, 8))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def m2(**fields):
     fields = {"latent_dim": 3, "hidden": (16,), "classifier_hidden": (16,), **fields}
