@@ -40,7 +40,7 @@ def cached_bits(source: Path, raw: bytes, ncols: int, parse: Callable[[], np.nda
         packed = np.load(path, allow_pickle=False)
         if packed.dtype == np.uint8 and packed.ndim == 2 and packed.shape[1] == (ncols + 7) // 8:
             return np.unpackbits(packed, axis=1, count=ncols)
-    except (OSError, ValueError):
+    except Exception:  # noqa: BLE001  an empty, truncated or foreign cache file (EOFError, ValueError, ...)
         pass
     bits = parse()
     try:

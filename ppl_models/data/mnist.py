@@ -76,7 +76,8 @@ def load_mnist(data_dir: Path, download: bool) -> Dataset:
     directory = Path(data_dir) / "mnist"
     x, y = load_mnist_pair(directory, "train", 60_000, download)
     xt, yt = load_mnist_pair(directory, "t10k", 10_000, download)
-    return Dataset("mnist", Split(x[:50_000], y[:50_000]), Split(x[50_000:], y[50_000:]), Split(xt, yt), binary=False)
+    valid = Split(x[50_000:], y[50_000:], torch.arange(50_000, 60_000))  # rows of the train file
+    return Dataset("mnist", Split(x[:50_000], y[:50_000]), valid, Split(xt, yt), binary=False)
 
 
 @register_dataset("mnist_t10k", "the 10k labelled MNIST test images only, split by a fixed permutation "

@@ -39,7 +39,10 @@ def test_separate_split_files(tmp_path):
 @pytest.mark.parametrize("make, message", [
     (lambda p: np.save(p / "f.npy", np.array(["a", "b"])), r"f.npy: x has dtype <U1"),
     (lambda p: np.save(p / "f.npy", np.zeros(5)), r"f.npy: x must have shape \[N, \.\.\.\].*\(5,\)"),
-    (lambda p: np.save(p / "f.npy", np.zeros((0, 3))), r"N >= 1"),
+    (lambda p: np.save(p / "f.npy", np.zeros((0, 3))), r"f.npy: the file holds no data points: x has shape \(0, 3\)"),
+    (lambda p: np.save(p / "f.npy", np.zeros(0)), r"f.npy: the file holds no data points"),
+    (lambda p: np.save(p / "f.npy", np.array([[0.0, 1.0], [np.inf, 0.0]])), r"f.npy: x\[1, 0\] is inf"),
+    (lambda p: np.savez(p / "f.npz", x=np.zeros((3, 2)), y=np.array([0, -2, 1])), r"f.npz: y\[1\] is -2; labels are classes"),
     (lambda p: np.save(p / "f.npy", np.array([[0.0, np.nan]])), r"f.npy: x\[0, 1\] is nan"),
     (lambda p: np.savez(p / "f.npz", x=np.zeros((3, 2)), y=np.zeros(4, dtype=int)), r"labels y have shape \(4,\).*3 rows"),
     (lambda p: np.savez(p / "f.npz", x=np.zeros((3, 2)), y=np.zeros(3)), r"labels y have dtype torch.float64"),
@@ -66,11 +69,33 @@ def test_split_files_go_with_a_data_file_only(tmp_path):
         load_data("digits", valid=str(tmp_path / "v.npy"))
 
 
-def test_mismatched_shapes_and_labels_across_splits(tmp_path):
+def test_mismatched_shapes_and_labels_across_splits_name_the_file(tmp_path):
     np.save(tmp_path / "a.npy", np.zeros((10, 3)))
     np.save(tmp_path / "b.npy", np.zeros((10, 4)))
-    with pytest.raises(DataError, match="different image shapes"):
+    with pytest.raises(DataError, match=r"b.npy: observations have shape \(4,\), but the training file .*a.npy has shape \(3,\)"):
         load_data(str(tmp_path / "a.npy"), test=str(tmp_path / "b.npy"))
     np.savez(tmp_path / "c.npz", x=np.zeros((10, 3)), y=np.zeros(10, dtype=int))
-    with pytest.raises(DataError, match="some splits have labels"):
+    with pytest.raises(DataError, match=r"a.npy: has no labels y, but .*c.npz has"):
         load_data(str(tmp_path / "c.npz"), test=str(tmp_path / "a.npy"))
+    with pytest.raises(DataError, match=r"a.npy: has no labels y, but .*c.npz has"):
+        load_data(str(tmp_path / "a.npy"), valid=str(tmp_path / "c.npz"))
+
+
+def test_an_empty_split_file_is_refused_naming_it(tmp_path):
+    np.save(tmp_path / "train.npy", np.zeros((10, 3), dtype=np.float32))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 3), dtype=np.float32))
+    with pytest.raises(DataError, match=r"empty.npy: the file holds no data points"):
+        load_data(str(tmp_path / "train.npy"), valid=str(tmp_path / "empty.npy"))
+
+
+def test_carved_splits_record_the_rows_of_the_training_file(tmp_path):
+    x = np.arange(50 * 2, dtype=np.float32).reshape(50, 2)
+    np.save(tmp_path / "train.npy", x)
+    d = load_data(str(tmp_path / "train.npy"))
+    for split in (d.train, d.valid, d.test):
+        assert torch.equal(split.x, torch.from_numpy(x)[split.rows])  # example i is row rows[i] of the file
+    assert sorted(torch.cat([d.train.rows, d.valid.rows, d.test.rows]).tolist()) == list(range(50))
+    np.save(tmp_path / "valid.npy", x[:5])
+    np.save(tmp_path / "test.npy", x[:5])
+    d = load_data(str(tmp_path / "train.npy"), valid=str(tmp_path / "valid.npy"), test=str(tmp_path / "test.npy"))
+    assert d.train.rows is None and torch.equal(d.train.source_rows(), torch.arange(50))  # files are their own source
