@@ -11,6 +11,7 @@ from ppl_models.cli import models as models_cmd
 from ppl_models.cli import probe as probe_cmd
 from ppl_models.cli import sample as sample_cmd
 from ppl_models.cli import train as train_cmd
+from ppl_models.train.signals import TrainingStopped
 
 SUBCOMMANDS = [train_cmd, eval_cmd, sample_cmd, probe_cmd, compare_inference_cmd, models_cmd]
 
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"ppl {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except TrainingStopped as e:
+        print(f"ppl {args.command}: {e}", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print(f"ppl {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -9,7 +9,8 @@ from ppl_models.cli.common import (add_data_dir, add_device, add_guide, add_mode
 
 # Flags that fill TrainConfig fields; None means "not given" (resume then keeps the saved value).
 TRAIN_FLAGS = ["data", "valid_data", "test_data", "labelled", "binarize", "objective", "particles", "grad_estimator", "strategy", "local_steps", "local_lr",
-               "local_tol", "epochs", "batch_size", "lr", "seed", "device", "log_every"]
+               "local_tol", "epochs", "batch_size", "lr", "seed", "device", "log_every", "checkpoint_every",
+               "keep_checkpoints", "grad_clip", "on_nan", "nan_retries", "nan_lr_factor"]
 # Flags that fill the model's config dataclass.
 MODEL_FLAGS = ["latent_dim", "hidden", "activation", "likelihood", "obs_scale"]
 
@@ -47,7 +48,18 @@ def add_parser(subparsers) -> None:
     add_device(p, default=None)
     add_seed(p, default=None)
     p.add_argument("--log-every", type=int, default=None, help="steps between loss read-backs (default 50)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="steps between checkpoints (default: at each epoch's end only); a kill loses at most this")
+    p.add_argument("--keep-checkpoints", type=int, default=None, help="newest checkpoints kept on disk (default 2)")
+    p.add_argument("--grad-clip", type=float, default=None, help="clip the global gradient norm to this value")
+    p.add_argument("--on-nan", choices=["stop", "retry"], default=None,
+                   help="after a non-finite loss the run rolls back to its last good checkpoint, then stops "
+                        "(default) or retries with a lower learning rate")
+    p.add_argument("--nan-retries", type=int, default=None, help="--on-nan retry: rollbacks allowed (default 3)")
+    p.add_argument("--nan-lr-factor", type=float, default=None,
+                   help="--on-nan retry: learning-rate multiplier per retry (default 0.5)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its newest loadable checkpoint")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=run)
 

@@ -1,14 +1,17 @@
-"""Atomic, weights-only checkpoints.
+"""Atomic, weights-only checkpoints, named by the training step they were taken after.
 
 A checkpoint is written to a temporary file in the same directory, flushed to disk with fsync and
-renamed into place, so a crash leaves either the old file or the new one, never half of one.
-Loading uses ``torch.load(weights_only=True)``: a checkpoint holds tensors and plain containers
-only, and a crafted pickle cannot run code.
+renamed into place, so a crash (even SIGKILL) leaves either the old file or the new one, never
+half of one. Older checkpoints are deleted only after the new one is in place. Loading uses
+``torch.load(weights_only=True)``: a checkpoint holds tensors and plain containers only, and a
+crafted pickle cannot run code. A checkpoint that cannot be read (truncated, corrupt, foreign) is
+skipped with a warning naming it, and the previous good one is used.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +19,21 @@ import torch
 
 from ppl_models.atomic import atomic_write
 
-_NAME = re.compile(r"^epoch-(\d+)\.pt$")
+_NAME = re.compile(r"^step-(\d+)\.pt$")
+REQUIRED_KEYS = ("model", "optimizer", "rng", "epoch", "step")  # what every training checkpoint holds
 
 
-def checkpoint_path(directory: Path, epoch: int) -> Path:
-    """The file name of the checkpoint taken after ``epoch`` epochs."""
-    return Path(directory) / f"epoch-{epoch:04d}.pt"
+class CheckpointWarning(UserWarning):
+    """A checkpoint was skipped because it could not be read; an older one is used instead."""
+
+
+def checkpoint_path(directory: Path, step: int) -> Path:
+    """The file name of the checkpoint taken after ``step`` training steps."""
+    return Path(directory) / f"step-{step:08d}.pt"
 
 
 def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
-    """(epoch, path) of every checkpoint in ``directory``, oldest first."""
+    """(step, path) of every checkpoint in ``directory``, oldest first."""
     found = []
     if Path(directory).is_dir():
         for p in Path(directory).iterdir():
@@ -35,26 +43,65 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def save_checkpoint(directory: Path, epoch: int, state: dict[str, Any], keep: int) -> Path:
-    """Write ``state`` as the checkpoint of ``epoch`` and delete all but the newest ``keep``."""
+def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int) -> Path:
+    """Write ``state`` as the checkpoint of ``step``, then delete all but the newest ``keep``.
+
+    Raises:
+        OSError: the file could not be written (disk full, no permission); the message names it and
+            says that the previous checkpoints are untouched.
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = checkpoint_path(directory, epoch)
-    atomic_write(path, lambda f: torch.save(state, f))
+    path = checkpoint_path(directory, step)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: torch.save(state, f))
+    except OSError as e:
+        previous = latest_checkpoint(directory)
+        kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
+        raise OSError(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}. Free space or fix the "
+                      f"permissions, then continue with --resume") from e
     for _, old in list_checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)
     return path
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely (weights only), with an error that names a corrupt file."""
+    """Load a checkpoint safely (weights only), with an error that names a corrupt or foreign file."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises several types for truncated or foreign files
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises several types for truncated, corrupt or unsafe files
         raise ValueError(f"checkpoint {path} is corrupt or not a ppl-models checkpoint: {e}") from e
+    missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"checkpoint {path} is not a ppl-models checkpoint: it lacks {', '.join(missing)}")
+    return state
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    """The newest checkpoint in ``directory``, or None."""
+    """The newest checkpoint file in ``directory`` (readable or not), or None."""
     found = list_checkpoints(directory)
     return found[-1][1] if found else None
+
+
+def load_latest(directory: Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint in ``directory`` that loads, as ``(path, state)``; None if there is none.
+
+    Unreadable checkpoints are skipped newest first, each with a :class:`CheckpointWarning` that
+    names it and the one used instead.
+
+    Raises:
+        ValueError: checkpoints exist but none loads; the message lists each file and its problem.
+    """
+    problems = []
+    for _, path in reversed(list_checkpoints(directory)):
+        try:
+            state = load_checkpoint(path, map_location)
+        except ValueError as e:
+            problems.append(str(e))
+            continue
+        for problem in problems:
+            warnings.warn(f"{problem}; falling back to {path.name}", CheckpointWarning, stacklevel=2)
+        return path, state
+    if problems:
+        raise ValueError("no checkpoint in " + str(directory) + " can be loaded:\n  " + "\n  ".join(problems))
+    return None

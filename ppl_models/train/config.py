@@ -28,11 +28,26 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int = 50  # steps between reading the loss back to the host
     keep_checkpoints: int = 2  # most recent checkpoints kept on disk
+    checkpoint_every: int | None = None  # steps between checkpoints (None: at the end of each epoch only)
+    grad_clip: float | None = None  # clip the global gradient norm to this value (None: no clipping)
+    on_nan: str = "stop"  # stop | retry: after a non-finite loss and the rollback to the last good checkpoint
+    nan_retries: int = 3  # on_nan=retry: rollbacks allowed before giving up
+    nan_lr_factor: float = 0.5  # on_nan=retry: each retry multiplies the learning rate by this
 
     def __post_init__(self) -> None:
         for name in ("particles", "epochs", "batch_size", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be at least 1, got {self.checkpoint_every}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be positive, got {self.grad_clip}")
+        if self.on_nan not in ("stop", "retry"):
+            raise ValueError(f"on_nan must be 'stop' or 'retry', got {self.on_nan!r}")
+        if self.nan_retries < 0:
+            raise ValueError(f"nan_retries must be non-negative, got {self.nan_retries}")
+        if not 0 < self.nan_lr_factor < 1:
+            raise ValueError(f"nan_lr_factor must be in (0, 1), got {self.nan_lr_factor}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.labelled is not None and self.labelled < 0:

@@ -16,7 +16,9 @@ from ppl_models.train.config import TrainConfig
 from ppl_models.train.run import RunConfig, RunDir
 
 # Settings a resumed run may change; any other difference from the saved config is an error.
-RESUMABLE_OVERRIDES = {"epochs", "device", "log_every"}
+# (lr among them: after a non-finite stop, a lower --lr is the usual fix.)
+RESUMABLE_OVERRIDES = {"epochs", "device", "log_every", "lr", "checkpoint_every", "keep_checkpoints", "grad_clip",
+                       "on_nan", "nan_retries", "nan_lr_factor"}
 
 
 def default_likelihood(dataset: Dataset, binarize: str) -> str:

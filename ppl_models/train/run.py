@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import torch
 from guides.auto import GuideConfig
 from ppl_models.atomic import atomic_write
 from ppl_models.registry import build_model, model_config
-from ppl_models.train.checkpoint import latest_checkpoint, load_checkpoint
+from ppl_models.train.checkpoint import load_latest
 from ppl_models.train.config import TrainConfig
 
 FORMAT_VERSION = 1
@@ -66,13 +67,23 @@ class RunDir:
         self.config_path = self.path / "config.json"
         self.checkpoints = self.path / "checkpoints"
         self.metrics_path = self.path / "metrics.csv"
+        self.events_path = self.path / "events.log"
         self.figures = self.path / "figures"
 
     def save_config(self, config: RunConfig) -> None:
-        """Write ``config.json`` atomically."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Write ``config.json`` atomically; an unwritable run directory is an error naming it."""
         text = json.dumps(config.to_json(), indent=2).encode()
-        atomic_write(self.config_path, lambda f: f.write(text))
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.config_path, lambda f: f.write(text))
+        except OSError as e:
+            raise OSError(f"cannot write the run directory {self.path}: {e.strerror or e}") from e
+
+    def log_event(self, text: str) -> None:
+        """Append a timestamped line to ``events.log`` (rollbacks, retries, stops)."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        with open(self.events_path, "a") as f:
+            f.write(f"{stamp} {text}\n")
 
     def load_config(self) -> RunConfig:
         """Read ``config.json``, with an error that names a missing or malformed file."""
@@ -84,11 +95,12 @@ class RunDir:
             raise ValueError(f"{self.config_path} is malformed: {e}") from e
 
     def load_model(self, device: str | torch.device = "cpu") -> tuple[RunConfig, torch.nn.Module]:
-        """Rebuild the model from ``config.json`` and the newest checkpoint, in eval mode."""
+        """Rebuild the model from ``config.json`` and the newest loadable checkpoint, in eval mode
+        (an unreadable newest checkpoint is skipped with a warning naming it)."""
         config = self.load_config()
-        path = latest_checkpoint(self.checkpoints)
-        if path is None:
+        loaded = load_latest(self.checkpoints)
+        if loaded is None:
             raise FileNotFoundError(f"run {self.path} has no checkpoint in {self.checkpoints}")
         model = config.build()
-        model.load_state_dict(load_checkpoint(path)["model"])
+        model.load_state_dict(loaded[1]["model"])
         return config, model.to(device).eval()

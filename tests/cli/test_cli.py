@@ -19,7 +19,7 @@ def run_dir(tmp_path_factory):
 
 def test_train_writes_a_run_directory(run_dir):
     assert (run_dir / "config.json").exists() and (run_dir / "metrics.csv").exists()
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["epoch-0001.pt", "epoch-0002.pt"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-00000015.pt", "step-00000030.pt"]  # 15 steps an epoch
     for name in ("mean.png", "draws.png"):
         assert Image.open(run_dir / "samples" / name).size[0] > 0
     config = json.loads((run_dir / "config.json").read_text())
@@ -46,9 +46,9 @@ def test_eval_table_and_sample_grid(run_dir, tmp_path, capsys):
 
 def test_resume_extends_a_run_and_refuses_changed_settings(run_dir, capsys):
     assert main(["train", "vae", "--out", str(run_dir), "--epochs", "3", "--resume", "--no-progress"]) == 0
-    assert "epoch-0003.pt" in {p.name for p in (run_dir / "checkpoints").iterdir()}
-    assert main(["train", "vae", "--out", str(run_dir), "--epochs", "4", "--lr", "0.5", "--resume"]) == 2
-    assert "lr=0.5 differs" in capsys.readouterr().err
+    assert "step-00000045.pt" in {p.name for p in (run_dir / "checkpoints").iterdir()}
+    assert main(["train", "vae", "--out", str(run_dir), "--epochs", "4", "--batch-size", "50", "--resume"]) == 2
+    assert "batch_size=50 differs" in capsys.readouterr().err
 
 
 def test_models_lists_vae(capsys):

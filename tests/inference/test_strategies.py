@@ -39,8 +39,8 @@ def test_strategy_resumes_exactly(tmp_path, digits, tiny_run_config, strategy):
                   progress=False)
     a, b = straight.state_dict(), resumed.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    table_a = load_checkpoint(tmp_path / "a/checkpoints/epoch-0002.pt")["strategy"]
-    table_b = load_checkpoint(tmp_path / "b/checkpoints/epoch-0002.pt")["strategy"]
+    table_a = load_checkpoint(tmp_path / "a/checkpoints/step-00000030.pt")["strategy"]
+    table_b = load_checkpoint(tmp_path / "b/checkpoints/step-00000030.pt")["strategy"]
     assert table_a.keys() == table_b.keys() and all(torch.equal(table_a[k], table_b[k]) for k in table_a)
     if strategy == "per-datapoint":  # the table of phi_i moved away from its prior initialization
         assert table_a["z.loc"].abs().sum() > 0

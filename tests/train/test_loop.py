@@ -30,8 +30,8 @@ def test_resume_gives_exactly_the_uninterrupted_result(tmp_path, digits, tiny_ru
     fit(RunDir(tmp_path / "split"), tiny_run_config(epochs=2), digits, progress=False)
     resumed = fit(RunDir(tmp_path / "split"), tiny_run_config(epochs=4), digits, resume=True, progress=False)
     assert states_equal(straight.state_dict(), resumed.state_dict())
-    opt_a = load_checkpoint(tmp_path / "straight/checkpoints/epoch-0004.pt")["optimizer"]["state"]
-    opt_b = load_checkpoint(tmp_path / "split/checkpoints/epoch-0004.pt")["optimizer"]["state"]
+    opt_a = load_checkpoint(tmp_path / "straight/checkpoints/step-00000060.pt")["optimizer"]["state"]
+    opt_b = load_checkpoint(tmp_path / "split/checkpoints/step-00000060.pt")["optimizer"]["state"]
     assert all(torch.equal(opt_a[i]["exp_avg_sq"], opt_b[i]["exp_avg_sq"]) for i in opt_a)
     rows = MetricsLog.read(tmp_path / "split/metrics.csv")
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
@@ -45,8 +45,8 @@ def test_run_directory_contents(tmp_path, digits, tiny_run_config):
     config = json.loads(run.config_path.read_text())
     assert config["model"] == "vae" and config["train"]["epochs"] == 3 and config["event_shape"] == [8, 8]
     assert run.load_config() == tiny_run_config(epochs=3)  # config.json rebuilds the same dataclasses
-    assert [e for e, _ in list_checkpoints(run.checkpoints)] == [2, 3]  # keep_checkpoints=2
-    state = load_checkpoint(run.checkpoints / "epoch-0003.pt")
+    assert [s for s, _ in list_checkpoints(run.checkpoints)] == [30, 45]  # keep_checkpoints=2; 15 steps an epoch
+    state = load_checkpoint(run.checkpoints / "step-00000045.pt")
     assert {"model", "optimizer", "rng", "epoch", "step"} <= state.keys() and state["epoch"] == 3
     rows = MetricsLog.read(run.metrics_path)
     assert [int(r["step"]) for r in rows] == [15, 30, 45]  # ceil(1437 / 100) steps per epoch
@@ -69,7 +69,7 @@ def test_bernoulli_on_grey_data_is_refused_before_training(tmp_path, digits, tin
 
 
 def test_corrupt_checkpoint_error_names_the_file(tmp_path):
-    bad = tmp_path / "epoch-0001.pt"
+    bad = tmp_path / "step-00000015.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="epoch-0001.pt is corrupt"):
+    with pytest.raises(ValueError, match="step-00000015.pt is corrupt"):
         load_checkpoint(bad)
