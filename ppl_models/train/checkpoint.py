@@ -65,16 +65,37 @@ def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int
     return path
 
 
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the temporary files that a killed process left half-written in ``directory``; return them."""
+    stale = sorted(Path(directory).glob(".step-*.pt.*.tmp")) if Path(directory).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint safely (weights only), with an error that names a corrupt or foreign file."""
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for truncated, corrupt or unsafe files
-        raise ValueError(f"checkpoint {path} is corrupt or not a ppl-models checkpoint: {e}") from e
+        raise ValueError(f"checkpoint {path} is corrupt or not a ppl-models checkpoint: {_reason(path, e)}") from e
     missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise ValueError(f"checkpoint {path} is not a ppl-models checkpoint: it lacks {', '.join(missing)}")
     return state
+
+
+def _reason(path: Path, error: Exception) -> str:
+    """A one-line reason for a failed load (torch's weights-only errors span many lines and suggest
+    loading with full pickle, which this project never does)."""
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        return "the file is empty"
+    text = str(error)
+    if "Weights only load failed" in text:
+        detail = text.split("WeightsUnpickler error:")[-1].strip().splitlines()
+        return (f"a weights-only load refused it ({detail[0] if detail else 'unsupported content'}); it holds "
+                f"something other than tensors and plain containers, and is never unpickled in full")
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
 def latest_checkpoint(directory: Path) -> Path | None:

@@ -33,7 +33,7 @@ from ppl_models.inference.strategy import svi_step  # noqa: F401  (re-exported: 
 from ppl_models.models.protocol import bind_labels
 from ppl_models.objectives import build_objective
 from ppl_models.train.batches import split_batches, steps_per_epoch
-from ppl_models.train.checkpoint import list_checkpoints, load_latest, save_checkpoint
+from ppl_models.train.checkpoint import list_checkpoints, load_latest, remove_stale_temporaries, save_checkpoint
 from ppl_models.train.metrics import MetricsLog
 from ppl_models.train.nonfinite import NonFinite, NonFiniteError, SiteCheck, StepHooks, all_finite, first_nonfinite
 from ppl_models.train.run import RunConfig, RunDir
@@ -304,6 +304,7 @@ def fit(run: RunDir, config: RunConfig, dataset, resume: bool = False, progress:
     if list_checkpoints(run.checkpoints) and not resume:
         raise FileExistsError(f"{run.path} already holds checkpoints; pass --resume to continue it or choose another --out")
     trainer = Trainer(run, config, dataset, progress, after_step)
+    remove_stale_temporaries(run.checkpoints)
     loaded = load_latest(run.checkpoints) if resume else None
     run.save_config(config)
     if loaded is not None:
