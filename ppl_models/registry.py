@@ -168,22 +168,68 @@ def get_model(name: str) -> ModelEntry:
                          f"(or a file: path/to/model.py:NAME)") from None
 
 
+# Fields the built-in model configs share by convention, checked when a config is built:
+SIZE_FIELDS = ("latent_dim", "latent_dims", "hidden", "channels", "classifier_hidden", "classes", "components",
+               "depth")  # a size (int >= 1) or sizes (tuple of them)
+POSITIVE_FIELDS = ("obs_scale", "min_scale")  # a finite number > 0
+
+
 def model_config(name: str, **fields: Any) -> Any:
-    """Build the config dataclass of model ``name`` from keyword fields, rejecting unknown ones."""
+    """Build the config dataclass of model ``name`` from keyword fields, rejecting unknown ones.
+
+    A built-in model's config is also checked for the conventional fields: sizes
+    (``SIZE_FIELDS``) at least 1, scales (``POSITIVE_FIELDS``) positive, and ``likelihood`` and
+    ``activation`` among the known names (a user's model checks its own fields).
+    """
     entry = get_model(name)
     known = {f.name for f in dataclasses.fields(entry.config_cls)}
     unknown = sorted(set(fields) - known)
     if unknown:
         raise ValueError(f"model {name!r} has no config field(s) {unknown}; its fields are {sorted(known)}")
-    return entry.config_cls(**fields)
+    builtin = entry.cls.__module__.startswith("ppl_models.")
+    if builtin:  # --set hidden=200 means the one width (200,)
+        tuples = {f.name for f in dataclasses.fields(entry.config_cls) if isinstance(f.default, tuple)}
+        fields = {k: (v,) if k in tuples and isinstance(v, int) and not isinstance(v, bool) else v
+                  for k, v in fields.items()}
+    config = entry.config_cls(**fields)
+    if builtin:
+        _check_conventional_fields(name, config)
+    return config
 
 
-def check_data_shape(name: str, event_shape: tuple[int, ...]) -> None:
-    """Raise ``ValueError`` if model ``name`` declares a ``data_shape`` other than ``event_shape``."""
+def _check_conventional_fields(name: str, config: Any) -> None:
+    from ppl_models.models.likelihoods import get_likelihood
+    from ppl_models.nets import activation
+
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name in SIZE_FIELDS:
+            sizes = value if isinstance(value, tuple) else (value,)
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes):
+                raise ValueError(f"model {name!r}: {field.name} must be a whole number >= 1"
+                                 f"{' (or several)' if isinstance(field.default, tuple) else ''}, got {value!r}")
+        elif field.name in POSITIVE_FIELDS:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ValueError(f"model {name!r}: {field.name} must be a finite number > 0, got {value!r}")
+        elif field.name == "likelihood":
+            get_likelihood(value)
+        elif field.name == "activation":
+            activation(value)
+
+
+def check_data_shape(name: str, event_shape: tuple[int, ...], where: str | None = None) -> None:
+    """Raise ``ValueError`` if model ``name`` declares a ``data_shape`` other than ``event_shape``.
+
+    Args:
+        name: registered name or ``path/to/file.py:NAME``.
+        event_shape: the shape of one data point.
+        where: what the data are (e.g. the dataset name or file), for the message.
+    """
     expected = getattr(get_model(name).cls, "data_shape", None)
     if expected is not None and tuple(expected) != tuple(event_shape):
+        data = f"the data {where}" if where else "the data"
         raise ValueError(f"model {name!r} expects observations of shape {tuple(expected)}, "
-                         f"but the data have shape {tuple(event_shape)}")
+                         f"but {data} have shape {tuple(event_shape)}")
 
 
 def build_model(name: str, config: Any, event_shape: tuple[int, ...], guide: Any = None) -> nn.Module:

@@ -119,24 +119,85 @@ def observation(lik: Likelihood, out: torch.Tensor, event_shape: torch.Size, obs
     return lik.build(out, obs_scale, len(event_shape))
 
 
-def check_support(lik: Likelihood, x: torch.Tensor, where: str) -> None:
+GREY_LEVELS = 255  # the largest value of 8-bit grey-level images
+
+
+def first_bad(bad: torch.Tensor) -> tuple[int, ...] | None:
+    """The index of the first True element of the mask ``bad`` (row-major order), or None."""
+    if not bool(bad.any()):
+        return None
+    flat = int(bad.reshape(-1).nonzero()[0])
+    return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), bad.shape))
+
+
+def row_note(rows: torch.Tensor | None, i: int) -> str:
+    """``" (source row r)"`` when ``rows`` (see :class:`ppl_models.data.Split`) says data point ``i``
+    came from another row ``r`` of its source, else ``""``."""
+    return "" if rows is None or int(rows[i]) == i else f" (source row {int(rows[i])})"
+
+
+def describe_element(x: torch.Tensor, index: tuple[int, ...], rows: torch.Tensor | None = None) -> str:
+    """``"element (i, ...) is v"`` for ``x[index]``, with the source row of data point ``i`` (:func:`row_note`)."""
+    return f"element {index}{row_note(rows, index[0])} is {x[index].item()!r}"
+
+
+def looks_like_grey_levels(x: torch.Tensor) -> bool:
+    """Whether ``x`` looks like 8-bit grey levels: whole numbers in 0..255, some above 1."""
+    finite = x[torch.isfinite(x)]
+    return (finite.numel() > 0 and bool((finite == finite.round()).all()) and float(finite.min()) >= 0
+            and 1 < float(finite.max()) <= GREY_LEVELS)
+
+
+def check_support(lik: Likelihood, x: torch.Tensor, where: str, rows: torch.Tensor | None = None) -> None:
     """Raise a ValueError naming ``where``, the first bad index and its value if ``x`` is outside
-    the likelihood's support (binary likelihoods need every value in {0, 1}; all need finite values).
+    the likelihood's support: every built-in likelihood models pixel intensities, so all need
+    finite values in [0, 1], and the binary (Bernoulli) one values in {0, 1}.
+
+    The message says how to fix the usual mistakes: grey levels 0..255 (divide by 255) and grey
+    data under a Bernoulli likelihood (``--binarize dynamic`` or a gaussian likelihood).
 
     Args:
         lik: the likelihood family.
         x: data ``[N, ...]``.
-        where: what ``x`` is, for the message (e.g. "binarized_mnist/train").
+        where: what ``x`` is, for the message (e.g. "binarized_mnist/train", or "path/x.npy/train").
+        rows: source row of each data point (``Split.rows``), to name it in the message.
     """
     bad = ~torch.isfinite(x)
-    need = "finite values"
     if lik.binary_data:
         bad |= (x != 0) & (x != 1)
         need = "values in {0, 1}"
-    if bool(bad.any()):
-        flat = int(bad.reshape(-1).nonzero()[0])
-        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), x.shape))
-        hint = " (grey-level data: pass --binarize dynamic or a gaussian likelihood)" if lik.binary_data else ""
-        raise ValueError(
-            f"{where}: the {lik.name} likelihood needs {need}, but element {index} is {x[index].item()!r}{hint}"
-        )
+    else:
+        bad |= (x < 0) | (x > 1)
+        need = "finite values in [0, 1] (pixel intensities)"
+    index = first_bad(bad)
+    if index is None:
+        return
+    if not bool(torch.isfinite(x[index])):
+        hint = ""
+    elif looks_like_grey_levels(x):
+        hint = f" (the data look like grey levels 0..{GREY_LEVELS}: divide them by {GREY_LEVELS}"
+        hint += ", then pass --binarize dynamic or use a gaussian likelihood)" if lik.binary_data else ")"
+    elif lik.binary_data and 0 <= float(x[index]) <= 1:
+        hint = " (grey-level data: pass --binarize dynamic or a gaussian likelihood)"
+    else:
+        hint = " (rescale the data to [0, 1], or write a model with a likelihood of its own for other data)"
+    raise ValueError(f"{where}: the {lik.name} likelihood needs {need}, but {describe_element(x, index, rows)}{hint}")
+
+
+def check_probabilities(x: torch.Tensor, where: str, rows: torch.Tensor | None = None) -> None:
+    """Raise a ValueError naming ``where``, the first bad index and its value unless every value of
+    ``x`` is a probability in [0, 1]: dynamic binarization draws x ~ Bernoulli(x) (call this
+    before ``torch.bernoulli``, whose own error names nothing).
+
+    Args:
+        x: grey-level data ``[N, ...]``.
+        where: what ``x`` is, for the message.
+        rows: source row of each data point (``Split.rows``), to name it in the message.
+    """
+    index = first_bad(~((x >= 0) & (x <= 1)))  # NaN fails both comparisons
+    if index is None:
+        return
+    hint = f" (the data look like grey levels 0..{GREY_LEVELS}: divide them by {GREY_LEVELS})" \
+        if looks_like_grey_levels(x) else ""
+    raise ValueError(f"{where}: --binarize dynamic draws each pixel from Bernoulli(x), so x must lie in [0, 1], "
+                     f"but {describe_element(x, index, rows)}{hint}")

@@ -76,11 +76,49 @@ def bind_labels(module: torch.nn.Module, y: torch.Tensor | None, evaluation: boo
     return LabelledModel(module, y)
 
 
-def check_labels(module: torch.nn.Module, y: torch.Tensor | None, where: str) -> None:
-    """Raise ``ValueError`` if a model conditioned on labels gets data without them."""
-    if label_use(module) == "condition" and y is None:
+def check_labels(module: torch.nn.Module, y: torch.Tensor | None, where: str, rows: torch.Tensor | None = None) -> None:
+    """Raise ``ValueError`` if a model conditioned on labels gets data without them, or if a model
+    that uses labels and declares ``config.classes`` gets a label outside ``0..classes-1``
+    (``UNKNOWN_LABEL`` allowed for a semi-supervised model), naming ``where``, the index and the value.
+
+    Args:
+        module: the model.
+        y: the labels ``[N]`` or None.
+        where: what the data are, for the message.
+        rows: source row of each data point (``Split.rows``), to name it in the message.
+    """
+    use = label_use(module)
+    if use == "condition" and y is None:
         raise ValueError(f"{where} has no labels, but {type(module).__name__} is conditioned on them "
                          f"(labels = 'condition'); use a labelled dataset or a .npz/.pt file with 'y'")
+    classes = getattr(getattr(module, "config", None), "classes", None)
+    if use is None or y is None or not isinstance(classes, int):
+        return
+    bad = (y < 0) | (y >= classes)
+    if use == "semi-supervised":
+        bad &= y != UNKNOWN_LABEL
+    if bool(bad.any()):
+        from ppl_models.models.likelihoods import describe_element
+
+        i = int(bad.nonzero()[0])
+        allowed = f"0..{classes - 1}" + (f" (or {UNKNOWN_LABEL}: hidden)" if use == "semi-supervised" else "")
+        raise ValueError(f"{where}: label {describe_element(y, (i,), rows)}, but {type(module).__name__} has "
+                         f"classes {allowed} (set its config field classes)")
+
+
+def check_event_shape(x: torch.Tensor, event_shape: tuple[int, ...], where: str, expected_by: str) -> None:
+    """Raise ``ValueError`` naming ``where``, the shape found and the shape expected if the data
+    points of ``x`` ``[N, ...]`` do not have shape ``event_shape``.
+
+    Args:
+        x: the data.
+        event_shape: the shape one data point must have.
+        where: what the data are (a file name, ``dataset/split``), for the message.
+        expected_by: who expects ``event_shape``, e.g. ``"the run runs/vae was trained on"``.
+    """
+    if tuple(x.shape[1:]) != tuple(event_shape):
+        raise ValueError(f"{where}: observations have shape {tuple(x.shape[1:])}, but {expected_by} "
+                         f"shape {tuple(event_shape)}")
 
 
 def _first_bad(support: constraints.Constraint, x: torch.Tensor) -> tuple[int, ...] | None:
@@ -94,17 +132,27 @@ def _first_bad(support: constraints.Constraint, x: torch.Tensor) -> tuple[int, .
 
 @torch.no_grad()
 def check_observations(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, where: str,
-                       batch_size: int = 1000) -> None:
+                       batch_size: int = 1000, rows: torch.Tensor | None = None) -> None:
     """Raise ``ValueError`` naming ``where``, the index and the value of the first observation
     outside the support of the model's observed site (read from a trace of ``module.model``).
 
-    Modules with a ``likelihood`` attribute (the built-in image models) use its own check, whose
-    message also says how to fix grey-level data under a Bernoulli likelihood.
+    Modules with a ``likelihood`` attribute (the built-in image models) use its own check
+    (:func:`ppl_models.models.likelihoods.check_support`: values in [0, 1], or {0, 1} for a
+    Bernoulli likelihood), whose message also says how to fix grey levels 0..255 or grey-level
+    data under a Bernoulli likelihood.
+
+    Args:
+        module: the model.
+        x: the observations ``[N, ...]``.
+        y: their labels ``[N]`` or None (bound for a model conditioned on them).
+        where: what the data are, for the message (e.g. ``path/x.npy/train``).
+        batch_size: data points per traced pass.
+        rows: source row of each data point (``Split.rows``), to name it in the message.
     """
-    from ppl_models.models.likelihoods import check_support
+    from ppl_models.models.likelihoods import check_support, row_note
 
     if hasattr(module, "likelihood"):
-        check_support(module.likelihood, x, where)
+        check_support(module.likelihood, x, where, rows)
         return
     site_name = module.observed_sites[0]
     for start in range(0, x.shape[0], batch_size):
@@ -119,5 +167,5 @@ def check_observations(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
         if bad is not None:
             index = (bad[0] + start, *bad[1:])
             value = value[bad].tolist() if len(bad) < value.dim() else value[bad].item()
-            raise ValueError(f"{where}: element {index} is {value!r}, outside the support "
+            raise ValueError(f"{where}: element {index}{row_note(rows, index[0])} is {value!r}, outside the support "
                              f"{site['fn'].support} of the observed site {site_name!r} of {type(module).__name__}")
