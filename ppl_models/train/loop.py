@@ -134,7 +134,7 @@ class Trainer:
         """Run the remaining epochs, recovering from non-finite values; return the model in eval mode."""
         self.metrics = metrics
         self._mark = time.perf_counter()
-        with self.stop, pyro.validation_enabled(False):
+        with pyro.validation_enabled(False):
             while True:
                 try:
                     self._epochs()
@@ -307,13 +307,14 @@ def fit(run: RunDir, config: RunConfig, dataset, resume: bool = False, progress:
     remove_stale_temporaries(run.checkpoints)
     loaded = load_latest(run.checkpoints) if resume else None
     run.save_config(config)
-    if loaded is not None:
-        path, state = loaded
-        trainer.load_state_dict(state)
-        trainer.bar.write(f"resuming {run.path} at step {trainer.step} (epoch {trainer.epochs_done + 1}, batch "
-                          f"{trainer.batch}) from {path.name}")
-        metrics = MetricsLog(run.metrics_path, resume_epoch=trainer.epochs_done)
-    else:
-        metrics = MetricsLog(run.metrics_path)
-        trainer.save()  # step 0: a run killed before its first interval still resumes, and rollbacks have a target
-    return trainer.train(metrics)
+    with trainer.stop:  # from here on, SIGINT/SIGTERM stop after a step with a checkpoint
+        if loaded is not None:
+            path, state = loaded
+            trainer.load_state_dict(state)
+            trainer.bar.write(f"resuming {run.path} at step {trainer.step} (epoch {trainer.epochs_done + 1}, "
+                              f"batch {trainer.batch}) from {path.name}")
+            metrics = MetricsLog(run.metrics_path, resume_epoch=trainer.epochs_done)
+        else:
+            metrics = MetricsLog(run.metrics_path)
+            trainer.save()  # step 0: a run killed before its first interval resumes, and rollbacks have a target
+        return trainer.train(metrics)
