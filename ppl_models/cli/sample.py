@@ -24,15 +24,18 @@ def run(args: argparse.Namespace) -> None:
     import pyro
 
     from ppl_models.data import load_data
+    from ppl_models.evaluate.checks import at_least
     from ppl_models.evaluate.samples import as_images, sample_observations, save_grid
+    from ppl_models.models.protocol import check_event_shape
     from ppl_models.train import RunDir
 
-    if args.n < 1:
-        raise ValueError(f"-n must be at least 1, got {args.n}")
+    at_least(args.n, "-n")
     config, model = RunDir(args.run_dir).load_model("cpu")
     data = None
     if hasattr(model, "sample_inputs"):  # e.g. the images a completion model completes
         data = load_data(config.train.data, args.data_dir, config.train.valid_data, config.train.test_data).test
+        check_event_shape(data.x, config.event_shape, f"{config.train.data}/test",
+                          f"the run {args.run_dir} was trained on")
     pyro.set_rng_seed(args.seed)
     path = save_grid(as_images(sample_observations(model, args.n, mean=args.mean, data=data)), args.out)
     print(f"saved {args.n} {'means' if args.mean else 'draws'} to {path}")

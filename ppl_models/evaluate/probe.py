@@ -22,8 +22,11 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import Categorical as TorchCategorical
 
 from ppl_models.atomic import atomic_write
+from ppl_models.evaluate.checks import at_least
 from ppl_models.evaluate.likelihood import evenly_spaced_indices
-from ppl_models.models.protocol import label_use
+from ppl_models.models.likelihoods import check_probabilities
+from ppl_models.models.protocol import check_event_shape, label_use
+from ppl_models.paths import inside
 
 MAX_ITER = 5000  # L-BFGS iterations of the logistic regression (it converges in a few hundred on digits)
 
@@ -140,21 +143,25 @@ def probe_run(run_path: str | Path, limit: int | None = None, data_dir: str | No
     from ppl_models.data import load_data
     from ppl_models.train import RunDir
 
+    at_least(limit, "--limit")
     run = RunDir(run_path)
     config, module = run.load_model("cpu")
+    out_path = inside(run.path, "probe.json")
     dataset = load_data(config.train.data, data_dir, config.train.valid_data, config.train.test_data)
     splits = {}
     for name in ("train", "test"):
-        split = dataset.split(name)
+        split, where = dataset.split(name), f"{config.train.data}/{name}"
         if split.y is None:
-            raise ValueError(f"{config.train.data}/{name} has no labels; the linear probe needs a labelled dataset")
-        keep = evenly_spaced_indices(len(split), limit)
-        x = split.x[keep]
+            raise ValueError(f"{where} has no labels; the linear probe needs a labelled dataset")
+        check_event_shape(split.x, config.event_shape, where, f"the run {run.path} was trained on")
+        part = split.subset(evenly_spaced_indices(len(split), limit))
+        x = part.x
         if config.train.binarize == "dynamic":  # the encoder was trained on binary images
+            check_probabilities(x, where, part.rows)
             x = torch.bernoulli(x, generator=torch.Generator().manual_seed(seed + 1))
-        splits[name] = (x, split.y[keep])
+        splits[name] = (x, part.y)
     result = linear_probe(module, *splits["train"], *splits["test"])
     out = {**result.to_json(), "data": config.train.data, "model": config.model, "run": str(run.path)}
     text = json.dumps(out, indent=2).encode()
-    atomic_write(run.path / "probe.json", lambda f: f.write(text))
+    atomic_write(out_path, lambda f: f.write(text))
     return out

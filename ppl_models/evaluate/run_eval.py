@@ -12,9 +12,12 @@ import torch
 
 from ppl_models.atomic import atomic_write
 from ppl_models.data import load_data, read_split
+from ppl_models.evaluate.checks import at_least
 from ppl_models.evaluate.likelihood import estimate_log_likelihood, evenly_spaced_indices
-from ppl_models.inference import build_strategy
-from ppl_models.models.protocol import check_labels, check_observations
+from ppl_models.inference import build_strategy, check_strategy
+from ppl_models.models.likelihoods import check_probabilities
+from ppl_models.models.protocol import check_event_shape, check_labels, check_observations
+from ppl_models.paths import inside
 from ppl_models.train.loop import resolve_device
 from ppl_models.train.run import RunDir
 
@@ -44,29 +47,38 @@ def evaluate_run(
         inference: test-time strategy settings (``strategy``, ``local_steps``, ``local_lr``, ``local_tol``).
         data: a data file (``.npy``, ``.npz``, ``.pt``) to evaluate on instead of the run's own
             split; the results go to ``RUN/eval-<file stem>.json``.
+
+    Raises:
+        ValueError: before any computation, for a setting out of range (naming its flag), data of
+            another shape than the run's, or data outside the model's support (naming the file or
+            split, the index and the value).
     """
+    at_least(nll_samples, "--nll-samples")
+    at_least(limit, "--limit")
+    at_least(batch_size, "--batch-size")
     run = RunDir(run_path)
     dev = resolve_device(device)
     config, model = run.load_model(dev)
+    settings = dataclasses.replace(config.train, **(inference or {}))  # TrainConfig checks the overrides
+    check_strategy(settings.strategy)
     if data is not None:
         split_data, where, name = read_split(data), str(data), Path(data).stem
-        if split_data.x.shape[1:] != tuple(config.event_shape):
-            raise ValueError(f"{data}: observations have shape {tuple(split_data.x.shape[1:])}, but the run "
-                             f"{run.path} was trained on shape {tuple(config.event_shape)}")
     else:
         split_data = load_data(config.train.data, data_dir, config.train.valid_data, config.train.test_data).split(split)
         where, name = f"{config.train.data}/{split}", split
-    keep = evenly_spaced_indices(len(split_data), limit)
-    x = split_data.x[keep].to(dev)
-    y = None if split_data.y is None else split_data.y[keep].to(dev)
+    check_event_shape(split_data.x, config.event_shape, where, f"the run {run.path} was trained on")
+    out_path = inside(run.path, f"eval-{name}.json")
+    part = split_data.subset(evenly_spaced_indices(len(split_data), limit))
+    x = part.x.to(dev)
+    y = None if part.y is None else part.y.to(dev)
     if config.train.binarize == "dynamic":
+        check_probabilities(x, where, part.rows)
         x = torch.bernoulli(x, generator=torch.Generator(device=dev).manual_seed(seed + 1))
-    check_labels(model, y, where)
-    check_observations(model, x, y, where)
+    check_labels(model, y, where, part.rows)
+    check_observations(model, x, y, where, rows=part.rows)
     pyro.set_rng_seed(seed)
     t0 = time.perf_counter()
     with pyro.validation_enabled(False):
-        settings = dataclasses.replace(config.train, **(inference or {}))
         strategy = build_strategy(model, settings, x)
         result = estimate_log_likelihood(model, x, nll_samples, batch_size=batch_size, progress=progress,
                                          guide_for=strategy.guide_for, y=y)
@@ -74,5 +86,5 @@ def evaluate_run(
            "data": config.train.data if data is None else str(data), "run": str(run.path),
            "density_model": getattr(model, "density_model", True), "seconds": round(time.perf_counter() - t0, 2)}
     text = json.dumps(out, indent=2).encode()
-    atomic_write(run.path / f"eval-{name}.json", lambda f: f.write(text))
+    atomic_write(out_path, lambda f: f.write(text))
     return out

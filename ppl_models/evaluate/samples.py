@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from pyro import poutine
 
+from ppl_models.evaluate.checks import at_least
+
 MIN_CELL_PIXELS = 28  # small images (8x8 digits) are enlarged to at least this size per cell
 
 
@@ -38,6 +40,7 @@ def sample_observations(model, n: int, mean: bool = False, data=None) -> torch.T
             carries the pixel noise of the likelihood; both are worth looking at.
         data: a split to take :func:`sample_inputs` from, for models that need inputs to sample.
     """
+    at_least(n, "-n")
     trace = poutine.trace(model.model).get_trace(None, batch_size=n, **sample_inputs(model, data, n))
     site = trace.nodes[model.observed_sites[0]]
     return site["fn"].mean if mean else site["value"]

@@ -26,11 +26,13 @@ import torch
 from guides.auto import GuideConfig
 from ppl_models.data import Dataset, load_data
 from ppl_models.data.base import Split
+from ppl_models.evaluate.checks import at_least, positive
 from ppl_models.evaluate.likelihood import bounds_table, evenly_spaced_indices
 from ppl_models.inference.estimators import compare_estimators
 from ppl_models.inference.nuts import compare_with_guide, nuts_posterior
 from ppl_models.inference.strategy import Strategy, available_strategies, build_strategy
 from ppl_models.objectives import available_objectives, build_objective
+from ppl_models.paths import inside
 from ppl_models.train.config import TrainConfig
 from ppl_models.train.configure import absolute_data_paths, new_run_config
 from ppl_models.train.loop import fit, resolve_device
@@ -89,6 +91,29 @@ class CompareConfig:
     model_fields: dict[str, Any] = field(default_factory=dict)  # model config fields (e.g. latent_dim)
     guide_fields: dict[str, Any] = field(default_factory=dict)  # guides.auto.GuideConfig fields (e.g. family)
 
+    def __post_init__(self) -> None:
+        """Check every setting before anything is loaded or trained; messages name the flag."""
+        if not self.strategies:
+            raise ValueError("--strategies names no strategy; give comma-separated specs, e.g. elbo,iwae:5")
+        dirs: dict[str, str] = {}
+        for spec in self.strategies:
+            parse_strategy(spec)
+            if run_dir_name(spec) in dirs:  # both would train into OUT/runs/<name>
+                raise ValueError(f"--strategies lists {spec!r} twice" if dirs[run_dir_name(spec)] == spec else
+                                 f"--strategies {dirs[run_dir_name(spec)]!r} and {spec!r} share a run directory")
+            dirs[run_dir_name(spec)] = spec
+        for flag, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
+                            ("--nll-samples", self.nll_samples), ("--estimator-samples", self.estimator_samples),
+                            ("estimator_repeats", self.estimator_repeats), ("eval_batch_size", self.eval_batch_size),
+                            ("--limit", self.limit), ("--test-limit", self.test_limit)):
+            at_least(value, flag)
+        for flag, value in (("--estimator-points", self.estimator_points), ("--nuts-points", self.nuts_points)):
+            at_least(value, flag, minimum=0)
+        positive(self.lr, "--lr")
+        bad = [k for k in self.iwae_k if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.nll_samples]
+        if bad:
+            raise ValueError(f"--iwae-k values must lie in 1..{self.nll_samples} (--nll-samples), got {bad[0]!r}")
+
 
 def limit_dataset(dataset: Dataset, limit: int | None) -> Dataset:
     """The dataset with every split cut to ``limit`` evenly spread data points (all if None)."""
@@ -96,8 +121,7 @@ def limit_dataset(dataset: Dataset, limit: int | None) -> Dataset:
         return dataset
 
     def cut(split: Split) -> Split:
-        idx = evenly_spaced_indices(len(split), limit)
-        return Split(split.x[idx], None if split.y is None else split.y[idx])
+        return split.subset(evenly_spaced_indices(len(split), limit))
 
     return dataclasses.replace(dataset, train=cut(dataset.train), valid=cut(dataset.valid), test=cut(dataset.test))
 
@@ -109,9 +133,14 @@ def run_config(config: CompareConfig, spec: str, dataset: Dataset) -> RunConfig:
     return new_run_config(config.model, config.model_fields, train, dataset, GuideConfig(**config.guide_fields))
 
 
+def run_dir_name(spec: str) -> str:
+    """The directory name of a strategy's run: the spec with its colons made file-name safe."""
+    return spec.replace(":", "_")
+
+
 def run_directory(out: Path, spec: str) -> RunDir:
-    """``OUT/runs/<spec>``, with the colons of the spec made file-name safe."""
-    return RunDir(out / "runs" / spec.replace(":", "_"))
+    """``OUT/runs/<spec>`` (see :func:`run_dir_name`), refused if it would lead out of ``OUT``."""
+    return RunDir(inside(out, "runs", run_dir_name(spec)))
 
 
 def evaluate_strategy(model: torch.nn.Module, strategy: Strategy, x: torch.Tensor, config: CompareConfig,
@@ -145,7 +174,7 @@ def compare_inference(config: CompareConfig, out: str | Path, resume: bool = Fal
     """
     out = Path(out)
     for spec in config.strategies:
-        parse_strategy(spec)  # every spec is checked before anything trains
+        run_directory(out, spec)  # every spec was checked by CompareConfig; its directory is checked here
     config = dataclasses.replace(config, **absolute_data_paths(
         {"data": config.data, "valid_data": config.valid_data, "test_data": config.test_data}))
     dataset = limit_dataset(load_data(config.data, data_dir, config.valid_data, config.test_data), config.limit)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ppl_models.atomic import atomic_write
+from ppl_models.paths import inside
 
 # (row key, column title, format) of the Markdown table
 COLUMNS = [
@@ -106,6 +107,7 @@ def write_results(results: dict[str, Any], out: str | Path) -> list[Path]:
         "results.csv": text.getvalue().encode(),
         "results.md": markdown(results).encode(),
     }
+    paths = {name: inside(out, name) for name in (*files, "validation.png")}  # a link out of ``out`` is refused
     for name, data in files.items():
-        atomic_write(out / name, lambda f, data=data: f.write(data))
-    return [out / name for name in files] + [save_figure(results, out / "validation.png")]
+        atomic_write(paths[name], lambda f, data=data: f.write(data))
+    return [paths[name] for name in files] + [save_figure(results, paths["validation.png"])]
