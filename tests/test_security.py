@@ -215,13 +215,7 @@ def _poison_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, payload, kind
     return path
 
 
-@pytest.mark.parametrize("kind", [
-    "npy-object",
-    "pickle",
-    pytest.param("npz-object", marks=pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
-        "cache.cached_bits: np.load returns an NpzFile for a zip, then .dtype raises AttributeError; "
-        "read with np.lib.format.read_array(f, allow_pickle=False) and catch Exception"))),
-])
+@pytest.mark.parametrize("kind", ["npy-object", "pickle", "npz-object"])
 def test_poisoned_parse_cache_is_not_unpickled_but_parsed_again(evil, tmp_path, monkeypatch, kind):
     payload, marker = evil
     _poison_cache(tmp_path, monkeypatch, payload, kind)
