@@ -11,7 +11,6 @@ A source scan guards future code: no module may unpickle (``pickle.load``, ``tor
 from __future__ import annotations
 
 import ast
-import io
 import pickle
 import subprocess
 import sys

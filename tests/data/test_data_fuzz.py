@@ -322,7 +322,10 @@ def test_read_split_regressions(name):
         assert split is None or torch.equal(split.x, torch.eye(3))
 
 
-@pytest.mark.parametrize("cache_bytes", [b"", _npy_with_header("{'descr': '|u1', 'fortran_order': False, 'shape': (4, ")],
-                         ids=["empty", "unclosed-paren"])
+_UNCLOSED = "{'descr': '|u1', 'fortran_order': False, 'shape': (4, "
+
+
+@pytest.mark.parametrize("cache_bytes", [b"", _npy_with_header(_UNCLOSED)],
+                         ids=["empty", "unclosed-paren"])  # EOFError, tokenize.TokenError
 def test_parse_cache_regressions(cache_bytes):
     assert np.array_equal(_cached(cache_bytes), _BITS)
