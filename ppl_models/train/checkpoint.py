@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,16 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely (weights only), with an error that names a corrupt or foreign file."""
+    """Load a checkpoint safely (weights only), with an error that names a corrupt or foreign file.
+
+    The zip records' CRC-32 sums are checked first: torch does not check them, and a flipped bit
+    would otherwise load silently as a changed number (``tests/train/test_checkpoint_fuzz.py``).
+    """
     try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        if bad is not None:
+            raise ValueError(f"record {bad} fails its CRC-32 check")
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for truncated, corrupt or unsafe files
         raise ValueError(f"checkpoint {path} is corrupt or not a ppl-models checkpoint: {_reason(path, e)}") from e
@@ -90,6 +99,8 @@ def _reason(path: Path, error: Exception) -> str:
     loading with full pickle, which this project never does)."""
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         return "the file is empty"
+    if isinstance(error, zipfile.BadZipFile):
+        return f"it is not a complete torch zip file (truncated?): {error}"
     text = str(error)
     if "Weights only load failed" in text:
         detail = text.split("WeightsUnpickler error:")[-1].strip().splitlines()

@@ -5,50 +5,25 @@ the very step it reports. In the end the interrupted-and-resumed run must equal 
 bit for bit, metrics included: nothing was lost and nothing was counted twice.
 """
 
-import os
+import importlib
 import random
 import re
 import signal
-import subprocess
 import sys
-import time
+from pathlib import Path
 
 import torch
 
-from ppl_models.train.checkpoint import list_checkpoints, load_checkpoint
+from ppl_models.train.checkpoint import load_checkpoint
 from ppl_models.train.metrics import MetricsLog
 
-TRAIN = ["train", "vae", "--data", "digits", "--latent-dim", "4", "--hidden", "32", "--batch-size", "20",
-         "--epochs", "20", "--checkpoint-every", "3", "--log-every", "3", "--seed", "0", "--device", "cpu",
-         "--no-progress"]
+BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
+if str(BENCH_DIR) not in sys.path:
+    sys.path.insert(0, str(BENCH_DIR))
+drill = importlib.import_module("fault_drill")  # the process helpers are shared with the fault drill
+
+EPOCHS = 20  # about 6 s of training: enough for every interruption to land mid-run
 INTERRUPTIONS = [signal.SIGKILL, signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGKILL, signal.SIGKILL]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-
-
-def start(out, resume: bool) -> subprocess.Popen:
-    args = [sys.executable, "-m", "ppl_models.cli.main", *TRAIN, "--out", str(out)] + (["--resume"] if resume else [])
-    return subprocess.Popen(args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def newest_step(out) -> int:
-    found = list_checkpoints(out / "checkpoints")
-    return found[-1][0] if found else -1
-
-
-def interrupt_at_random(proc: subprocess.Popen, out, signum: int, rng: random.Random) -> tuple[int, str]:
-    """Wait until the process writes a new checkpoint (it is training), then a random 0-0.8 s, then signal it."""
-    before, deadline = newest_step(out), time.monotonic() + 120
-    while newest_step(out) == before and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert proc.poll() is None, f"training ended before it could be interrupted: {proc.communicate()}"
-    time.sleep(rng.uniform(0.0, 0.8))
-    proc.send_signal(signum)
-    _, err = proc.communicate(timeout=120)
-    return proc.returncode, err
-
-
-def model_state(out) -> dict:
-    return load_checkpoint(list_checkpoints(out / "checkpoints")[-1][1])["model"]
 
 
 def test_runs_killed_and_stopped_at_random_moments_resume_to_the_uninterrupted_result(tmp_path):
@@ -56,8 +31,9 @@ def test_runs_killed_and_stopped_at_random_moments_resume_to_the_uninterrupted_r
     out = tmp_path / "interrupted"
     progress = []
     for i, signum in enumerate(INTERRUPTIONS):
-        code, err = interrupt_at_random(start(out, resume=i > 0), out, signum, rng)
-        step = newest_step(out)
+        code, err = drill.interrupt_at_random(drill.start(out, EPOCHS, resume=i > 0), out, signum, rng)
+        assert code is not None, f"the run ended before interruption {i}"
+        step = drill.newest_step(out)
         state = load_checkpoint(out / "checkpoints" / f"step-{step:08d}.pt")  # loads: never half-written
         assert all(torch.isfinite(v).all() for v in state["model"].values())
         if signum == signal.SIGKILL:
@@ -69,15 +45,14 @@ def test_runs_killed_and_stopped_at_random_moments_resume_to_the_uninterrupted_r
         progress.append(step)
     assert progress == sorted(progress) and progress[-1] > progress[0]  # every restart went on from the last
 
-    final = start(out, resume=True)
+    final = drill.start(out, EPOCHS, resume=True)
     _, err = final.communicate(timeout=300)
     assert final.returncode == 0, err
-    straight = start(tmp_path / "straight", resume=False)
+    straight = drill.start(tmp_path / "straight", EPOCHS, resume=False)
     _, err = straight.communicate(timeout=300)
     assert straight.returncode == 0, err
 
-    a, b = model_state(out), model_state(tmp_path / "straight")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert drill.same(drill.final_model(out), drill.final_model(tmp_path / "straight"))
     rows, straight_rows = MetricsLog.read(out / "metrics.csv"), MetricsLog.read(tmp_path / "straight/metrics.csv")
     assert [r["epoch"] for r in rows] == [str(e) for e in range(1, 21)]
     key = lambda r: (r["step"], r["train_loss"], r["valid_elbo"])  # noqa: E731
