@@ -9,6 +9,7 @@ import torch
 
 from ppl_models.data import DataError, Dataset, Split, available_datasets, load_dataset, register_dataset, resolve_data_dir
 from ppl_models.data import registry
+from ppl_models.data.base import permuted_splits
 
 
 def test_available_datasets():
@@ -92,3 +93,21 @@ def test_dataset_checks_binary_and_shapes():
         Dataset("d", grey, grey, grey, binary=True)
     with pytest.raises(DataError, match="shapes"):
         Dataset("d", grey, grey, Split(torch.zeros(2, 4, 4)), binary=False)
+
+
+def test_an_empty_split_is_refused():
+    with pytest.raises(DataError, match=r"the split is empty: x has shape \(0, 3, 3\)"):
+        Split(torch.zeros(0, 3, 3))
+    with pytest.raises(DataError, match=r"split sizes \(3, 0, 1\) must be at least 1 each"):
+        permuted_splits(torch.zeros(4, 2), None, (3, 0, 1))
+
+
+def test_permuted_splits_and_subsets_record_source_rows():
+    x = torch.arange(10.0).reshape(10, 1).expand(10, 2).contiguous()  # row i holds the value i
+    parts = permuted_splits(x, torch.arange(10), (6, 3, 1), seed=0)
+    for part in parts:
+        assert torch.equal(part.x[:, 0].long(), part.rows) and torch.equal(part.y, part.rows)
+    sub = parts[0].subset(torch.tensor([4, 1]))
+    assert torch.equal(sub.rows, parts[0].rows[[4, 1]]) and torch.equal(sub.x[:, 0].long(), sub.rows)
+    with pytest.raises(DataError, match=r"Split.rows must be an int64 tensor of shape \[10\]"):
+        Split(x, rows=torch.arange(9))
