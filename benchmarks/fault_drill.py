@@ -88,7 +88,7 @@ def same(a: dict, b: dict) -> bool:
 
 def kill_drill(n: int, rng: random.Random, tmp: Path) -> dict:
     """``n`` interruptions of one long run (3 in 4 SIGKILL, the rest SIGTERM or SIGINT)."""
-    epochs = max(10, n)
+    epochs = 2 * n + 10  # each interruption costs up to 0.8 s of training; an epoch takes about 0.3 s
     twin = start(tmp / "twin", epochs, resume=False)
     out, injected, clean_stops = tmp / "killed", 0, 0
     for i in tqdm(range(n), desc="kill"):

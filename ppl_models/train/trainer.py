@@ -1,0 +1,268 @@
+"""The :class:`Trainer`: one training run's state, its SVI steps, checks, checkpoints and recovery.
+
+See :mod:`ppl_models.train.loop` for how a run survives faults; :func:`ppl_models.train.fit` is the
+entry point.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import pyro
+import torch
+from tqdm.auto import tqdm
+
+from ppl_models.evaluate.likelihood import per_datapoint_bounds
+from ppl_models.inference import build_strategy
+from ppl_models.models.protocol import bind_labels
+from ppl_models.objectives import build_objective
+from ppl_models.train.batches import split_batches, steps_per_epoch
+from ppl_models.train.checkpoint import load_latest, save_checkpoint
+from ppl_models.train.metrics import MetricsLog
+from ppl_models.train.nonfinite import NonFinite, NonFiniteError, SiteCheck, StepHooks, all_finite, first_nonfinite
+from ppl_models.train.run import RunConfig, RunDir
+from ppl_models.train.setup import make_optimizer, prepare_data, resolve_device
+from ppl_models.train.signals import GracefulStop, TrainingStopped
+
+AfterStep = Callable[[int, torch.nn.Module], None]
+
+
+class Trainer:
+    """One training run: the model, its optimizer and strategy, and where in the data it is.
+
+    The position is (``epochs_done``, ``batch`` of the next epoch, ``step`` overall); a checkpoint
+    records it with every random state, so training can continue from any checkpoint exactly.
+    """
+
+    def __init__(self, run: RunDir, config: RunConfig, dataset, progress: bool, after_step: AfterStep | None):
+        tc = self.tc = config.train
+        self.run, self.after_step = run, after_step
+        self.device = resolve_device(tc.device)
+        pyro.set_rng_seed(tc.seed)
+        self.model = config.build().to(self.device)
+        self.optimizer = make_optimizer(self.model, tc.lr)
+        self.hooks = StepHooks(self.model, self.optimizer, tc.grad_clip)
+        self.objective = build_objective(tc.objective, tc.particles, tc.grad_estimator)
+        self.data = prepare_data(self.model, dataset, tc, self.device)
+        self.strategy = build_strategy(self.model, tc, self.data.train_x)
+        self.n_steps = steps_per_epoch(self.data.train_x.shape[0], tc.batch_size, self.data.known)
+        self.data_rng = torch.Generator().manual_seed(tc.seed)
+        self.epoch_rng = self.data_rng.get_state()  # the data RNG as the current epoch began
+        self.epochs_done = self.batch = self.step = 0
+        self.elapsed = self.epoch_time = 0.0
+        self.epoch_loss = torch.zeros((), device=self.device)
+        self.interval_loss = torch.zeros((), device=self.device)
+        self.interval_start = 0
+        self.lr_scale, self.retries = 1.0, 0  # learning-rate multiplier and rollbacks used by on_nan=retry
+        self.careful_until = self.replayed_to = 0  # replay steps up to careful_until one by one
+        self.stop = GracefulStop()
+        self._mark = time.perf_counter()  # when time was last added to elapsed and epoch_time
+        self.bar = tqdm(total=self.n_steps * tc.epochs, disable=None if progress else True, unit="step",
+                        smoothing=0.05)
+
+    # -- state ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything a checkpoint holds (tensors and plain values only: it loads weights-only)."""
+        rng = {"torch": torch.get_rng_state(), "data": self.epoch_rng}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rng,
+                "strategy": self.strategy.state_dict(), "epoch": self.epochs_done, "batch": self.batch,
+                "step": self.step, "elapsed_s": self.elapsed, "epoch_time_s": self.epoch_time,
+                "epoch_loss": self.epoch_loss.detach().cpu(), "lr_scale": self.lr_scale,
+                "nan_retries": self.retries, "base_lr": self.tc.lr}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` output (RNG states stay on the CPU)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.epoch_rng = state["rng"]["data"]
+        self.strategy.load_state_dict(state.get("strategy", {}))
+        self.epochs_done, self.batch, self.step = state["epoch"], state.get("batch", 0), state["step"]
+        self.elapsed, self.epoch_time = state["elapsed_s"], state.get("epoch_time_s", 0.0)
+        self.epoch_loss = state.get("epoch_loss", torch.zeros(())).to(self.device).clone()
+        self.lr_scale, self.retries = state.get("lr_scale", 1.0), state.get("nan_retries", 0)
+        if state.get("base_lr", self.tc.lr) != self.tc.lr:  # --lr changed on resume: use it as given
+            self.lr_scale = 1.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.tc.lr * self.lr_scale
+        self.interval_loss.zero_()
+        self.interval_start = self.step
+        self.bar.n = self.step
+        self.bar.refresh()
+
+    def save(self) -> Path:
+        """Write a checkpoint of the current state (atomically; older ones beyond ``keep`` are deleted)."""
+        self._clock()
+        return save_checkpoint(self.run.checkpoints, self.step, self.state_dict(), keep=self.tc.keep_checkpoints)
+
+    def rollback(self) -> Path:
+        """Go back to the newest loadable checkpoint, keeping the retry count and learning-rate scale."""
+        loaded = load_latest(self.run.checkpoints)
+        if loaded is None:
+            raise NonFiniteError(f"training went non-finite and {self.run.checkpoints} holds no checkpoint to roll back to")
+        path, state = loaded
+        retries, scale = self.retries, self.lr_scale
+        self.load_state_dict(state)
+        self.retries, self.lr_scale = retries, scale
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.tc.lr * self.lr_scale
+        self.metrics = MetricsLog(self.run.metrics_path, resume_epoch=self.epochs_done)
+        return path
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def train(self, metrics: MetricsLog) -> torch.nn.Module:
+        """Run the remaining epochs, recovering from non-finite values; return the model in eval mode."""
+        self.metrics = metrics
+        self._mark = time.perf_counter()
+        with pyro.validation_enabled(False):
+            while True:
+                try:
+                    self._epochs()
+                    break
+                except NonFinite as bad:
+                    self._recover(bad)
+        self.bar.close()
+        return self.model.eval()
+
+    def _epochs(self) -> None:
+        tc, data = self.tc, self.data
+        while self.epochs_done < tc.epochs:
+            self.bar.set_description(f"epoch {self.epochs_done + 1}/{tc.epochs}")
+            self.data_rng.set_state(self.epoch_rng)
+            perm = torch.randperm(data.train_x.shape[0], generator=self.data_rng)
+            if data.known is None:
+                batches = [(idx, True) for idx in perm.to(self.device).split(tc.batch_size)]
+            else:
+                batches = [(idx.to(self.device), lab) for idx, lab in split_batches(perm, tc.batch_size, data.known)]
+            for idx, labelled in batches[self.batch:]:
+                self._step(idx, labelled)
+            self._end_epoch()
+
+    def _step(self, idx: torch.Tensor, labelled: bool) -> None:
+        tc, data = self.tc, self.data
+        careful = self.step < self.careful_until
+        if careful:
+            bad = first_nonfinite(self.hooks.named)
+            if bad:
+                raise NonFinite(self.step + 1, self.step + 1, f"parameter {bad} was non-finite before the step: "
+                                "something outside the optimizer changed it", diagnosed=True)
+        xb = data.train_x.index_select(0, idx)
+        if tc.binarize == "dynamic":
+            xb = torch.bernoulli(xb)
+        yb = data.train_y.index_select(0, idx) if data.train_y is not None and labelled else None
+        self.hooks.careful, self.hooks.finding = careful, None
+        with SiteCheck() if careful else nullcontext() as sites:
+            loss = self.strategy.step(self.objective, bind_labels(self.model, yb), self.optimizer, xb, idx)
+        self.hooks.careful = False
+        self.step += 1
+        self.batch += 1
+        if careful:
+            self._diagnose(loss.item(), sites.finding)
+        self.interval_loss += loss
+        self.epoch_loss += loss
+        if self.after_step is not None:
+            self.after_step(self.step, self.model)
+        self.bar.update(1)
+        if self.step == self.careful_until:
+            self._event(f"replayed up to step {self.step} without a non-finite value: it did not recur; going on")
+            self.careful_until, self.replayed_to = 0, self.step
+        end_of_epoch = self.batch == self.n_steps
+        due = tc.checkpoint_every is not None and self.step % tc.checkpoint_every == 0
+        if self.step % tc.log_every == 0 or end_of_epoch or due or self.stop.requested:
+            self._check()
+        if (due or self.stop.requested) and not end_of_epoch:
+            path = self.save()
+            if self.stop.requested:
+                raise TrainingStopped(self.stop.requested, self.step, path)
+
+    def _diagnose(self, loss: float, site: str | None) -> None:
+        """After a careful step: raise a diagnosed :class:`NonFinite` naming the first problem."""
+        if site is not None:
+            what = f"{site} (the loss is {loss})"
+        elif not math.isfinite(loss):
+            what = f"the loss is {loss}, though every sample site's value and log-density are finite"
+        elif self.hooks.finding is not None:
+            what = self.hooks.finding
+        else:
+            return
+        raise NonFinite(self.step, self.step, what, diagnosed=True)
+
+    def _check(self) -> None:
+        """The interval check: one read-back of the summed loss and of whether all parameters are finite."""
+        n = self.step - self.interval_start
+        if n == 0:
+            return
+        loss_sum, ok = torch.stack([self.interval_loss.float(), all_finite(self.hooks.params).float()]).tolist()
+        if not ok:
+            raise NonFinite(self.interval_start + 1, self.step, f"parameter {first_nonfinite(self.hooks.named)} "
+                            f"became non-finite (the summed loss was {loss_sum})")
+        if not math.isfinite(loss_sum):
+            raise NonFinite(self.interval_start + 1, self.step, f"the {self.tc.objective} loss became {loss_sum}")
+        self.bar.set_postfix(loss=f"{loss_sum / (n * self.tc.batch_size):.2f}")
+        self.interval_loss.zero_()
+        self.interval_start = self.step
+
+    def _end_epoch(self) -> None:
+        data, epoch = self.data, self.epochs_done + 1
+        valid_elbo = per_datapoint_bounds(self.model, data.valid_x, 1, batch_size=1000,
+                                          guide_for=self.strategy.guide_for, y=data.valid_y)[0].mean().item()
+        self._clock()
+        row = dict(epoch=epoch, step=self.step, train_loss=round(self.epoch_loss.item() / data.train_x.shape[0], 4),
+                   valid_elbo=round(valid_elbo, 4), epoch_time_s=round(self.epoch_time, 3),
+                   elapsed_s=round(self.elapsed, 3))
+        self.metrics.append(**row)
+        self.bar.write(f"epoch {epoch}: train loss {row['train_loss']:.2f}  valid ELBO {valid_elbo:.2f}  "
+                       f"({self.epoch_time:.1f}s)")
+        self.epochs_done, self.batch, self.epoch_time = epoch, 0, 0.0
+        self.epoch_rng = self.data_rng.get_state()
+        self.epoch_loss.zero_()
+        path = self.save()
+        if self.stop.requested:
+            raise TrainingStopped(self.stop.requested, self.step, path)
+
+    # -- recovery ---------------------------------------------------------------------------------
+    def _recover(self, bad: NonFinite) -> None:
+        """Roll back after a failed check: first to replay carefully and find the source, then to retry
+        with a lower learning rate (``on_nan="retry"``) or stop with :class:`NonFiniteError`."""
+        tc = self.tc
+        if not bad.diagnosed and bad.last > self.replayed_to:
+            path = self.rollback()
+            self.careful_until = bad.last
+            self._event(f"{bad.describe()}; rolled back to {path.name} (step {self.step}); replaying steps "
+                        f"{self.step + 1}-{bad.last} one at a time to find where it starts")
+            return
+        self.careful_until = 0
+        if tc.on_nan == "retry" and self.retries < tc.nan_retries:
+            self.retries += 1
+            self.lr_scale *= tc.nan_lr_factor
+            path = self.rollback()
+            self._event(f"non-finite value at {bad.describe()}; rolled back to {path.name} (step {self.step}); "
+                        f"retry {self.retries}/{tc.nan_retries} with lr {tc.lr * self.lr_scale:g}")
+            return
+        path = self.rollback()
+        tried = f" after {self.retries} retries with lower learning rates" if tc.on_nan == "retry" else ""
+        message = (f"training went non-finite at {bad.describe()}{tried}. The run is rolled back to its last good "
+                   f"checkpoint {path} (step {self.step}); fix the cause (e.g. a lower --lr, --grad-clip, or "
+                   f"--on-nan retry) and continue with --resume")
+        self._event(message)
+        raise NonFiniteError(message)
+
+    def _event(self, text: str) -> None:
+        self.bar.write(text)
+        self.run.log_event(text)
+
+    def _clock(self) -> None:
+        now = time.perf_counter()
+        self.epoch_time += now - self._mark
+        self.elapsed += now - self._mark
+        self._mark = now
+
+
