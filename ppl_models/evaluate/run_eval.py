@@ -64,7 +64,8 @@ def evaluate_run(
     if data is not None:
         split_data, where, name = read_split(data), str(data), Path(data).stem
     else:
-        split_data = load_data(config.train.data, data_dir, config.train.valid_data, config.train.test_data).split(split)
+        dataset = load_data(config.train.data, data_dir, config.train.valid_data, config.train.test_data)
+        split_data = dataset.split(split)
         where, name = f"{config.train.data}/{split}", split
     check_event_shape(split_data.x, config.event_shape, where, f"the run {run.path} was trained on")
     out_path = inside(run.path, f"eval-{name}.json")

@@ -110,7 +110,8 @@ class CompareConfig:
         for flag, value in (("--estimator-points", self.estimator_points), ("--nuts-points", self.nuts_points)):
             at_least(value, flag, minimum=0)
         positive(self.lr, "--lr")
-        bad = [k for k in self.iwae_k if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.nll_samples]
+        bad = [k for k in self.iwae_k
+               if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.nll_samples]
         if bad:
             raise ValueError(f"--iwae-k values must lie in 1..{self.nll_samples} (--nll-samples), got {bad[0]!r}")
 
