@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -48,14 +49,14 @@ class TrainConfig:
             raise ValueError(f"nan_retries must be non-negative, got {self.nan_retries}")
         if not 0 < self.nan_lr_factor < 1:
             raise ValueError(f"nan_lr_factor must be in (0, 1), got {self.nan_lr_factor}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be positive and finite, got {self.lr}")
         if self.labelled is not None and self.labelled < 0:
             raise ValueError(f"labelled must be non-negative, got {self.labelled}")
         if self.local_steps is not None and self.local_steps < 1:
             raise ValueError(f"local_steps must be at least 1, got {self.local_steps}")
-        if self.local_lr is not None and not self.local_lr > 0:
-            raise ValueError(f"local_lr must be positive, got {self.local_lr}")
+        if self.local_lr is not None and not 0 < self.local_lr < math.inf:
+            raise ValueError(f"local_lr must be positive and finite, got {self.local_lr}")
         if not self.local_tol >= 0:
             raise ValueError(f"local_tol must be non-negative, got {self.local_tol}")
         if self.binarize not in ("none", "dynamic"):

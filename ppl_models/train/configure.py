@@ -85,7 +85,7 @@ def new_run_config(model: str, model_fields: dict[str, Any], train: TrainConfig,
     accepts the data's shape and has the labels it needs."""
     model = canonical_reference(model)
     entry = get_model(model)
-    check_data_shape(model, dataset.event_shape)
+    check_data_shape(model, dataset.event_shape, dataset.name)
     if getattr(entry.cls, "labels", None) == "condition" and dataset.train.y is None:
         raise ValueError(f"model {model!r} is conditioned on labels, but the data {dataset.name!r} have none")
     fields = {f.name for f in dataclasses.fields(entry.config_cls)}

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ppl_models.models.likelihoods import check_probabilities
 from ppl_models.models.protocol import UNKNOWN_LABEL, check_labels, check_observations, label_use
 from ppl_models.train.batches import hide_labels
 from ppl_models.train.config import TrainConfig
@@ -15,7 +16,10 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when present, else CPU; other names are checked for availability."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name} was asked for, but this torch build sees no CUDA device")
     return device
@@ -39,27 +43,32 @@ class TrainingData:
 
 
 def prepare_data(model: torch.nn.Module, dataset, tc: TrainConfig, device: torch.device) -> TrainingData:
-    """Check the dataset against the model (support, labels) before any step, and move it to ``device``.
+    """Check every split against the model (support, labels) before any step, and move the training
+    and validation splits to ``device``.
 
     Raises:
-        ValueError: naming the split, index and value of the first observation or label the model
-            cannot take.
+        ValueError: naming the split (and file), the index, its row in the file and the value of the
+            first observation or label the model cannot take.
     """
+    use = label_use(model)
+    for name in ("train", "valid", "test"):
+        split, where = dataset.split(name), f"{dataset.name}/{name}"
+        if use is not None:
+            check_labels(model, split.y, where, split.rows)
+        if tc.binarize == "dynamic":
+            check_probabilities(split.x, where, split.rows)
+        else:
+            check_observations(model, split.x, split.y if use is not None else None, where, rows=split.rows)
     train_x, valid_x = dataset.train.x.to(device), dataset.valid.x.to(device)
     if tc.binarize == "dynamic":
         # Held-out data under --binarize dynamic are binarized once, from a fixed seed.
         valid_x = torch.bernoulli(valid_x, generator=torch.Generator(device=device).manual_seed(tc.seed + 1))
-    use = label_use(model)
     train_y = valid_y = known = None
     if use is not None:
         train_y, valid_y = dataset.train.y, dataset.valid.y
-        check_labels(model, train_y, f"{dataset.name}/train")
         if use != "condition" and train_y is not None:
             if tc.labelled is not None:
                 train_y = hide_labels(train_y, tc.labelled, tc.seed)
             known = train_y != UNKNOWN_LABEL
-    if tc.binarize != "dynamic":
-        check_observations(model, train_x, train_y, f"{dataset.name}/train")
-        check_observations(model, valid_x, valid_y, f"{dataset.name}/valid")
     move = (lambda y: None if y is None else y.to(device))
     return TrainingData(train_x, valid_x, move(train_y), move(valid_y), known)
