@@ -76,6 +76,12 @@ def interrupt_at_random(proc: subprocess.Popen, out: Path, signum: int, rng: ran
     return proc.returncode, err
 
 
+def finish(proc: subprocess.Popen) -> int:
+    """Wait for ``proc`` (draining its pipes) and return its exit status."""
+    proc.communicate(timeout=600)
+    return proc.returncode
+
+
 def final_model(out: Path) -> dict:
     """The model parameters of the run's newest checkpoint."""
     return load_checkpoint(list_checkpoints(out / "checkpoints")[-1][1])["model"]
@@ -87,21 +93,25 @@ def same(a: dict, b: dict) -> bool:
 
 
 def kill_drill(n: int, rng: random.Random, tmp: Path) -> dict:
-    """``n`` interruptions of one long run (3 in 4 SIGKILL, the rest SIGTERM or SIGINT)."""
+    """``n`` interruptions of one long run (3 in 4 SIGKILL, the rest SIGTERM or SIGINT). SIGTERM and
+    SIGINT count as survived only if the process stopped cleanly (exit status 128 + signal)."""
     epochs = 2 * n + 10  # each interruption costs up to 0.8 s of training; an epoch takes about 0.3 s
     twin = start(tmp / "twin", epochs, resume=False)
-    out, injected, clean_stops = tmp / "killed", 0, 0
+    out, sent, unclean = tmp / "killed", {}, 0
     for i in tqdm(range(n), desc="kill"):
         signum = rng.choice([signal.SIGKILL] * 6 + [signal.SIGTERM, signal.SIGINT])
         code, err = interrupt_at_random(start(out, epochs, resume=i > 0), out, signum, rng)
         if code is None:
             break  # the run finished before this interruption
-        injected += 1
-        clean_stops += code == 128 + signum
+        name = signal.Signals(signum).name
+        sent[name] = sent.get(name, 0) + 1
+        unclean += signum != signal.SIGKILL and code != 128 + signum
         final_model(out)  # the newest checkpoint must load after every interruption
     proc = start(out, epochs, resume=True)
-    ok = proc.wait() == 0 and twin.wait() == 0 and same(final_model(out), final_model(tmp / "twin"))
-    return {"injected": injected, "survived": injected if ok else 0, "lost": 0 if ok else 1, "clean_stops": clean_stops}
+    ok = finish(proc) == 0 and finish(twin) == 0 and same(final_model(out), final_model(tmp / "twin"))
+    injected = sum(sent.values())
+    return {"injected": injected, "survived": injected - unclean if ok else 0, "lost": 0 if ok else 1,
+            "signals": sent}
 
 
 def _nan_run(i, rng, run, config, digits):
