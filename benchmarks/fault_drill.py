@@ -44,6 +44,7 @@ from ppl_models.train.run import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+STEPS_PER_EPOCH = 72  # ceil(1437 digits / batches of 20)
 TRAIN = ["train", "vae", "--data", "digits", "--latent-dim", "4", "--hidden", "32", "--batch-size", "20",
          "--checkpoint-every", "3", "--log-every", "3", "--seed", "0", "--device", "cpu", "--no-progress"]
 
@@ -95,23 +96,27 @@ def same(a: dict, b: dict) -> bool:
 def kill_drill(n: int, rng: random.Random, tmp: Path) -> dict:
     """``n`` interruptions of one long run (3 in 4 SIGKILL, the rest SIGTERM or SIGINT). SIGTERM and
     SIGINT count as survived only if the process stopped cleanly (exit status 128 + signal)."""
-    epochs = 2 * n + 10  # each interruption costs up to 0.8 s of training; an epoch takes about 0.3 s
+    epochs = 8 * n + 20  # an interruption lets up to 0.8 s of training happen; an epoch takes about 0.1 s
     twin = start(tmp / "twin", epochs, resume=False)
-    out, sent, unclean = tmp / "killed", {}, 0
+    out, sent, unclean, log = tmp / "killed", {}, 0, []
     for i in tqdm(range(n), desc="kill"):
         signum = rng.choice([signal.SIGKILL] * 6 + [signal.SIGTERM, signal.SIGINT])
         code, err = interrupt_at_random(start(out, epochs, resume=i > 0), out, signum, rng)
-        if code is None:
-            break  # the run finished before this interruption
+        if code is None or newest_step(out) == epochs * STEPS_PER_EPOCH:
+            break  # the run finished training before this interruption
         name = signal.Signals(signum).name
         sent[name] = sent.get(name, 0) + 1
-        unclean += signum != signal.SIGKILL and code != 128 + signum
+        clean = signum == signal.SIGKILL or code == 128 + signum
+        unclean += not clean
         final_model(out)  # the newest checkpoint must load after every interruption
+        log.append({"signal": name, "exit": code, "newest_step": newest_step(out)})
+        if not clean:
+            print(f"{name} did not stop the run cleanly (exit {code}): {err[-500:]}", file=sys.stderr)
     proc = start(out, epochs, resume=True)
     ok = finish(proc) == 0 and finish(twin) == 0 and same(final_model(out), final_model(tmp / "twin"))
     injected = sum(sent.values())
     return {"injected": injected, "survived": injected - unclean if ok else 0, "lost": 0 if ok else 1,
-            "signals": sent}
+            "signals": sent, "interruptions": log}
 
 
 def _nan_run(i, rng, run, config, digits):

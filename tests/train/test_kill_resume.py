@@ -22,7 +22,7 @@ if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 drill = importlib.import_module("fault_drill")  # the process helpers are shared with the fault drill
 
-EPOCHS = 20  # about 6 s of training: enough for every interruption to land mid-run
+EPOCHS = 40  # 2880 steps, about 4 s of training; an interruption lets at most 0.5 s (~360 steps) happen
 INTERRUPTIONS = [signal.SIGKILL, signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGKILL, signal.SIGKILL]
 
 
@@ -31,9 +31,9 @@ def test_runs_killed_and_stopped_at_random_moments_resume_to_the_uninterrupted_r
     out = tmp_path / "interrupted"
     progress = []
     for i, signum in enumerate(INTERRUPTIONS):
-        code, err = drill.interrupt_at_random(drill.start(out, EPOCHS, resume=i > 0), out, signum, rng)
-        assert code is not None, f"the run ended before interruption {i}"
+        code, err = drill.interrupt_at_random(drill.start(out, EPOCHS, resume=i > 0), out, signum, rng, longest=0.5)
         step = drill.newest_step(out)
+        assert code is not None and step < EPOCHS * drill.STEPS_PER_EPOCH, f"training ended before interruption {i}"
         state = load_checkpoint(out / "checkpoints" / f"step-{step:08d}.pt")  # loads: never half-written
         assert all(torch.isfinite(v).all() for v in state["model"].values())
         if signum == signal.SIGKILL:
@@ -54,7 +54,7 @@ def test_runs_killed_and_stopped_at_random_moments_resume_to_the_uninterrupted_r
 
     assert drill.same(drill.final_model(out), drill.final_model(tmp_path / "straight"))
     rows, straight_rows = MetricsLog.read(out / "metrics.csv"), MetricsLog.read(tmp_path / "straight/metrics.csv")
-    assert [r["epoch"] for r in rows] == [str(e) for e in range(1, 21)]
+    assert [r["epoch"] for r in rows] == [str(e) for e in range(1, EPOCHS + 1)]
     key = lambda r: (r["step"], r["train_loss"], r["valid_elbo"])  # noqa: E731
     assert [key(r) for r in rows] == [key(r) for r in straight_rows]
     assert not list((out / "checkpoints").glob("*.tmp"))
