@@ -252,7 +252,7 @@ class Trainer:
         message = (f"training went non-finite at {bad.describe()}{tried}. The run is rolled back to its last good "
                    f"checkpoint {path} (step {self.step}); fix the cause (e.g. a lower --lr, --grad-clip, or "
                    f"--on-nan retry) and continue with --resume")
-        self._event(message)
+        self.run.log_event(message)  # the caller prints the error itself
         raise NonFiniteError(message)
 
     def _event(self, text: str) -> None:
