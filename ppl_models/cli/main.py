@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from ppl_models.cli import compare_inference as compare_inference_cmd
 from ppl_models.cli import eval as eval_cmd
@@ -11,6 +12,7 @@ from ppl_models.cli import models as models_cmd
 from ppl_models.cli import probe as probe_cmd
 from ppl_models.cli import sample as sample_cmd
 from ppl_models.cli import train as train_cmd
+from ppl_models.train.checkpoint import CheckpointWarning
 from ppl_models.train.signals import TrainingStopped
 
 SUBCOMMANDS = [train_cmd, eval_cmd, sample_cmd, probe_cmd, compare_inference_cmd, models_cmd]
@@ -28,9 +30,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warnings_plainly(command: str) -> None:
+    """Print the project's own warnings (e.g. a skipped corrupt checkpoint) as ``ppl CMD: warning: ...``."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, CheckpointWarning):
+            print(f"ppl {command}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``ppl`` with ``argv`` (default: the process arguments); return the exit status."""
     args = build_parser().parse_args(argv)
+    _show_warnings_plainly(args.command)
     try:
         args.run(args)
     except USER_ERRORS as e:
