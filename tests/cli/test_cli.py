@@ -112,3 +112,14 @@ def test_eval_can_refine_or_fit_an_amortized_runs_test_posteriors(run_dir, capsy
     assert results["semi-amortized"] > results["amortized"] + 5
     assert results["per-datapoint"] > results["amortized"] + 5
     assert json.loads((run_dir / "config.json").read_text())["train"]["strategy"] == "amortized"  # not rewritten
+
+
+def test_a_corrupt_newest_checkpoint_is_reported_and_skipped(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "vae", *TINY, "--epochs", "1", "--checkpoint-every", "5", "--out", str(run)]) == 0
+    (run / "checkpoints" / "step-00000015.pt").write_bytes(b"garbage")
+    capsys.readouterr()
+    assert main(["eval", str(run), "--nll-samples", "5", "--limit", "10"]) == 0
+    err = capsys.readouterr().err
+    assert "ppl eval: warning: checkpoint " in err and "step-00000015.pt is corrupt" in err
+    assert "falling back to step-00000010.pt" in err
