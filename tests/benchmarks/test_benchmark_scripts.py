@@ -101,3 +101,9 @@ def test_dreg_variance_script_reports_positive_figures_and_writes_its_files(tmp_
         assert spread < 1e-6, (k, spread)
     by = {(r["particles"], r["estimator"]): r for r in out["results"]}
     assert by[(1, "dreg")]["encoder"]["total_variance"] == pytest.approx(by[(1, "stl")]["encoder"]["total_variance"])
+
+
+def test_loop_overhead_script_times_both_loops():
+    result = importlib.import_module("loop_overhead").main(["--epochs", "1", "--repeats", "1"])
+    assert result["steps"] == 72 and _positive_finite(result["ratio"])
+    assert _positive_finite(result["bare_ms_per_step"]) and _positive_finite(result["fit_ms_per_step"])
