@@ -91,8 +91,7 @@ class Trainer:
         self.lr_scale, self.retries = state.get("lr_scale", 1.0), state.get("nan_retries", 0)
         if state.get("base_lr", self.tc.lr) != self.tc.lr:  # --lr changed on resume: use it as given
             self.lr_scale = 1.0
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.tc.lr * self.lr_scale
+        self._apply_lr()
         self.interval_loss.zero_()
         self.interval_start = self.step
         self.bar.n = self.step
@@ -112,8 +111,7 @@ class Trainer:
         retries, scale = self.retries, self.lr_scale
         self.load_state_dict(state)
         self.retries, self.lr_scale = retries, scale
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.tc.lr * self.lr_scale
+        self._apply_lr()
         self.metrics = MetricsLog(self.run.metrics_path, resume_epoch=self.epochs_done)
         return path
 
@@ -258,6 +256,10 @@ class Trainer:
     def _event(self, text: str) -> None:
         self.bar.write(text)
         self.run.log_event(text)
+
+    def _apply_lr(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.tc.lr * self.lr_scale
 
     def _clock(self) -> None:
         now = time.perf_counter()
