@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pyro
-import pyro.distributions as dist
 import torch
 from pyro import poutine
 
@@ -60,9 +59,8 @@ class BetaVAE(VAE):
         """Pyro model: the VAE's, with the prior term of ``z`` scaled by :meth:`kl_weight`."""
         n = x.shape[0] if x is not None else batch_size
         with pyro.plate("data", n):
-            prior = dist.Normal(self._zero, self._one).expand([self.config.latent_dim]).to_event(1)
             with poutine.scale(scale=self.kl_weight()):
-                z = pyro.sample("z", prior)
+                z = pyro.sample("z", self.prior())
             px = observation(self.likelihood, self.decoder(z), self.event_shape, self.config.obs_scale)
             return pyro.sample("x", px, obs=x)
 

@@ -51,7 +51,7 @@ class VAE(nn.Module):
         self.event_shape = torch.Size(event_shape)
         self.likelihood = get_likelihood(config.likelihood)
         data_dim = prod(self.event_shape)
-        self.encoder = DiagonalNormalEncoder(data_dim, config.hidden, config.latent_dim, config.activation)
+        self.encoder = self.build_encoder(data_dim)
         self.decoder = mlp(
             [config.latent_dim, *reversed(config.hidden), data_dim * self.likelihood.outputs_per_dim],
             config.activation,
@@ -59,12 +59,20 @@ class VAE(nn.Module):
         self.register_buffer("_zero", torch.zeros(()), persistent=False)
         self.register_buffer("_one", torch.ones(()), persistent=False)
 
+    def build_encoder(self, data_dim: int) -> nn.Module:
+        """The encoder network: the diagonal-Normal encoder guide of :mod:`guides.encoder`."""
+        c = self.config
+        return DiagonalNormalEncoder(data_dim, c.hidden, c.latent_dim, c.activation)
+
+    def prior(self) -> dist.Distribution:
+        """p(z) = N(0, I) over ``latent_dim`` coordinates, one event per data point."""
+        return dist.Normal(self._zero, self._one).expand([self.config.latent_dim]).to_event(1)
+
     def model(self, x: torch.Tensor | None = None, batch_size: int | None = None) -> torch.Tensor:
         """Pyro model: the generative process for a batch; ``x=None`` samples ``batch_size`` new points."""
         n = x.shape[0] if x is not None else batch_size
         with pyro.plate("data", n):
-            prior = dist.Normal(self._zero, self._one).expand([self.config.latent_dim]).to_event(1)
-            z = pyro.sample("z", prior)
+            z = pyro.sample("z", self.prior())
             px = observation(self.likelihood, self.decoder(z), self.event_shape, self.config.obs_scale)
             return pyro.sample("x", px, obs=x)
 
