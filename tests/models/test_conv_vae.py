@@ -11,6 +11,7 @@ from ppl_models.models.likelihoods import LIKELIHOODS
 from ppl_models.nets import conv_decoder, conv_encoder, conv_feature_shapes
 from ppl_models.objectives import build_objective, log_importance_weights
 from ppl_models.registry import build_model, get_model, model_config
+from svi_helpers import svi_losses
 
 SMALL = dict(latent_dim=3, channels=(4, 8), hidden=(16,))
 
@@ -101,15 +102,6 @@ def test_svi_steps_lower_the_loss(digits):
     torch.set_num_threads(1)
     pyro.set_rng_seed(0)
     vae = make((8, 8), likelihood="gaussian", latent_dim=4, hidden=(32,))
-    opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
-    loss_fn = build_objective("elbo").differentiable_loss
-    x = digits.train.x[:300]
-    losses = []
-    for _ in range(60):
-        loss = loss_fn(vae.model, vae.guide, x)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = svi_losses(vae, build_objective("elbo").differentiable_loss, digits.train.x[:300], steps=60)
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.7 * first, (first, last)

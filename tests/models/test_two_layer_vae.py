@@ -8,6 +8,7 @@ from pyro.poutine.util import site_is_subsample
 
 from ppl_models.objectives import build_objective
 from ppl_models.registry import build_model, model_config
+from svi_helpers import svi_losses
 
 SMALL = dict(latent_dims=(4, 2), hidden=(16, 8), likelihood="gaussian")
 
@@ -92,15 +93,6 @@ def test_svi_steps_lower_the_loss(digits):
     torch.set_num_threads(1)
     pyro.set_rng_seed(0)
     vae = make(hidden=(64, 32))
-    opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
-    loss_fn = build_objective("elbo").differentiable_loss
-    x = digits.train.x[:300]
-    losses = []
-    for _ in range(80):
-        loss = loss_fn(vae.model, vae.guide, x)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = svi_losses(vae, build_objective("elbo").differentiable_loss, digits.train.x[:300], steps=80)
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.7 * first, (first, last)

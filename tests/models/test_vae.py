@@ -8,6 +8,7 @@ from pyro.poutine.util import site_is_subsample
 
 from ppl_models.models.likelihoods import LIKELIHOODS, check_support
 from ppl_models.registry import available_models, build_model, get_model, model_config
+from svi_helpers import svi_losses
 
 
 @pytest.mark.parametrize("likelihood", list(LIKELIHOODS))
@@ -41,16 +42,7 @@ def test_prior_samples_have_data_shape(likelihood):
 def test_svi_steps_lower_the_loss(digits, objective_cls):
     pyro.set_rng_seed(0)
     vae = build_model("vae", model_config("vae", likelihood="gaussian", latent_dim=4, hidden=(64,)), (8, 8))
-    opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
-    loss_fn = objective_cls().differentiable_loss
-    x = digits.train.x[:500]
-    losses = []
-    for _ in range(100):
-        loss = loss_fn(vae.model, vae.guide, x)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = svi_losses(vae, objective_cls().differentiable_loss, digits.train.x[:500], steps=100)
     assert all(torch.isfinite(torch.tensor(losses)))
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert last < 0.7 * first, (first, last)
