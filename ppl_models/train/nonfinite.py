@@ -14,7 +14,6 @@ what the error names.
 
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import torch
@@ -140,7 +139,3 @@ class StepHooks:
                 lr = optimizer.param_groups[0]["lr"]
                 self.finding = f"parameter {bad} after the optimizer step (lr {lr:g})"
 
-
-def loss_problem(loss: float) -> str | None:
-    """A description of a non-finite loss value, or None."""
-    return None if math.isfinite(loss) else f"the loss is {loss}"
