@@ -37,7 +37,8 @@ from tqdm.auto import tqdm
 from ppl_models.data import load_dataset
 from ppl_models.objectives import build_objective
 from ppl_models.registry import build_model, model_config
-from ppl_models.train.loop import make_optimizer, resolve_device, svi_step
+from ppl_models.inference.strategy import svi_step
+from ppl_models.train.setup import make_optimizer, resolve_device
 
 ESTIMATORS = ("standard", "stl", "dreg")
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"

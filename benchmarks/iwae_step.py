@@ -33,7 +33,8 @@ from handwritten import HandWrittenVAE, iwae_step as hand_iwae_step  # noqa: E40
 
 from ppl_models.objectives import build_objective  # noqa: E402
 from ppl_models.registry import build_model, model_config  # noqa: E402
-from ppl_models.train.loop import make_optimizer, resolve_device, svi_step  # noqa: E402
+from ppl_models.inference.strategy import svi_step  # noqa: E402
+from ppl_models.train.setup import make_optimizer, resolve_device  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

@@ -25,7 +25,8 @@ from ppl_models.data import load_dataset
 from ppl_models.objectives import build_objective
 from ppl_models.registry import model_config
 from ppl_models.train import RunDir, TrainConfig, fit
-from ppl_models.train.loop import make_optimizer, resolve_device, svi_step
+from ppl_models.inference.strategy import svi_step
+from ppl_models.train.setup import make_optimizer, resolve_device
 from ppl_models.train.run import RunConfig
 
 

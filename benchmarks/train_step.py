@@ -1,6 +1,6 @@
 """Time one VAE training step three ways on the same batch and the same networks, interleaved.
 
-1. ours: ``ppl_models.train.loop.svi_step`` with ``make_optimizer`` (the objective's
+1. ours: ``ppl_models.inference.strategy.svi_step`` with ``make_optimizer`` (the objective's
    differentiable_loss + torch's fused Adam), exactly what ``ppl train`` runs;
 2. hand-written PyTorch (``benchmarks/handwritten.py``), weights copied from ours, with
    ``torch.optim.Adam`` as a user writes it (default implementation);
@@ -33,7 +33,8 @@ from handwritten import HandWrittenVAE, step as hand_step  # noqa: E402
 
 from ppl_models.objectives import build_objective  # noqa: E402
 from ppl_models.registry import build_model, model_config  # noqa: E402
-from ppl_models.train.loop import make_optimizer, resolve_device, svi_step  # noqa: E402
+from ppl_models.inference.strategy import svi_step  # noqa: E402
+from ppl_models.train.setup import make_optimizer, resolve_device  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

@@ -18,7 +18,7 @@ from ppl_models.inference import build_strategy, check_strategy
 from ppl_models.models.likelihoods import check_probabilities
 from ppl_models.models.protocol import check_event_shape, check_labels, check_observations
 from ppl_models.paths import inside
-from ppl_models.train.loop import resolve_device
+from ppl_models.train.setup import resolve_device
 from ppl_models.train.run import RunDir
 
 

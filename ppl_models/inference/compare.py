@@ -35,7 +35,8 @@ from ppl_models.objectives import available_objectives, build_objective
 from ppl_models.paths import inside
 from ppl_models.train.config import TrainConfig
 from ppl_models.train.configure import absolute_data_paths, new_run_config
-from ppl_models.train.loop import fit, resolve_device
+from ppl_models.train.loop import fit
+from ppl_models.train.setup import resolve_device
 from ppl_models.train.metrics import MetricsLog
 from ppl_models.train.run import RunConfig, RunDir
 

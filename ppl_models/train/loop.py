@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import torch
 
-from ppl_models.inference.strategy import svi_step  # noqa: F401  (re-exported: the amortized step)
 from ppl_models.train.checkpoint import list_checkpoints, load_latest, remove_stale_temporaries
 from ppl_models.train.metrics import MetricsLog
 from ppl_models.train.run import RunConfig, RunDir
-from ppl_models.train.setup import make_optimizer, resolve_device  # noqa: F401  (re-exported)
 from ppl_models.train.trainer import AfterStep, Trainer
 
 
