@@ -22,6 +22,55 @@ from ppl_models.train.setup import resolve_device
 from ppl_models.train.run import RunDir
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalData:
+    """The data points an evaluation command works on, checked against the run's model."""
+
+    x: torch.Tensor  # observations [N, ...] on the device (binarized if the run binarizes dynamically)
+    y: torch.Tensor | None  # labels [N] or None
+    rows: torch.Tensor  # each point's row in the source file or split
+    where: str  # what the data are, for messages: "dataset/split" or the file
+    name: str  # the split, or the data file's stem (names result files)
+
+
+def load_eval_data(config, model, split: str = "test", data: str | None = None, limit: int | None = None,
+                   data_dir: str | None = None, device: str | torch.device = "cpu", seed: int = 0,
+                   run_path: str | Path = "the run") -> EvalData:
+    """The run's ``split`` (or a ``data`` file), cut to ``limit`` evenly spread points and checked.
+
+    Checks the event shape, the labels and the support of the model's observed site (naming the
+    file or split, the index and the value); grey data of a run trained with ``--binarize dynamic``
+    are binarized once with ``seed``.
+
+    Args:
+        config: the run's :class:`~ppl_models.train.run.RunConfig`.
+        model: the run's model.
+        split: train, valid or test.
+        data: a ``.npy``/``.npz``/``.pt`` file to use instead of the run's own split.
+        limit: keep a fixed, evenly spread subset of this many points.
+        data_dir: dataset directory override.
+        device: where the tensors go.
+        seed: seeds the binarization.
+        run_path: the run directory, for messages.
+    """
+    if data is not None:
+        split_data, where, name = read_split(data), str(data), Path(data).stem
+    else:
+        dataset = load_data(config.train.data, data_dir, config.train.valid_data, config.train.test_data)
+        split_data = dataset.split(split)
+        where, name = f"{config.train.data}/{split}", split
+    check_event_shape(split_data.x, config.event_shape, where, f"the run {run_path} was trained on")
+    part = split_data.subset(evenly_spaced_indices(len(split_data), limit))
+    x = part.x.to(device)
+    y = None if part.y is None else part.y.to(device)
+    if config.train.binarize == "dynamic":
+        check_probabilities(x, where, part.rows)
+        x = torch.bernoulli(x, generator=torch.Generator(device=device).manual_seed(seed + 1))
+    check_labels(model, y, where, part.rows)
+    check_observations(model, x, y, where, rows=part.rows)
+    return EvalData(x, y, part.source_rows(), where, name)
+
+
 def evaluate_run(
     run_path: str | Path, split: str = "test", nll_samples: int = 1000, limit: int | None = None,
     data_dir: str | None = None, device: str = "auto", seed: int = 0, batch_size: int = 100, progress: bool = True,
@@ -61,22 +110,9 @@ def evaluate_run(
     config, model = run.load_model(dev)
     settings = dataclasses.replace(config.train, **(inference or {}))  # TrainConfig checks the overrides
     check_strategy(settings.strategy)
-    if data is not None:
-        split_data, where, name = read_split(data), str(data), Path(data).stem
-    else:
-        dataset = load_data(config.train.data, data_dir, config.train.valid_data, config.train.test_data)
-        split_data = dataset.split(split)
-        where, name = f"{config.train.data}/{split}", split
-    check_event_shape(split_data.x, config.event_shape, where, f"the run {run.path} was trained on")
-    out_path = inside(run.path, f"eval-{name}.json")
-    part = split_data.subset(evenly_spaced_indices(len(split_data), limit))
-    x = part.x.to(dev)
-    y = None if part.y is None else part.y.to(dev)
-    if config.train.binarize == "dynamic":
-        check_probabilities(x, where, part.rows)
-        x = torch.bernoulli(x, generator=torch.Generator(device=dev).manual_seed(seed + 1))
-    check_labels(model, y, where, part.rows)
-    check_observations(model, x, y, where, rows=part.rows)
+    points = load_eval_data(config, model, split, data, limit, data_dir, dev, seed, run.path)
+    out_path = inside(run.path, f"eval-{points.name}.json")
+    x, y = points.x, points.y
     pyro.set_rng_seed(seed)
     t0 = time.perf_counter()
     with pyro.validation_enabled(False):

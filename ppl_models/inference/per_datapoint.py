@@ -33,12 +33,13 @@ CHECK_EVERY = 10  # steps per convergence check (one host read-back each)
 
 
 def fit_local(module: torch.nn.Module, x: torch.Tensor, sites: list[LatentSite], params: LocalParams,
-              max_steps: int, lr: float, tol: float) -> tuple[LocalParams, int]:
+              max_steps: int, lr: float, tol: float, num_particles: int = 1) -> tuple[LocalParams, int]:
     """Maximize the ELBO of each data point in ``x`` over its own ``(loc, log_scale)``, model frozen.
 
     Adam runs until the mean loss over the last ``CHECK_EVERY`` steps improves on the previous
-    window's by less than ``tol`` relative, or until ``max_steps``. The ELBO is single-sample with
-    the KL in closed form where torch knows it. The model's parameters get no gradient.
+    window's by less than ``tol`` relative, or until ``max_steps``. The ELBO has ``num_particles``
+    samples (one by default), with the KL in closed form where torch knows it. The model's
+    parameters get no gradient.
 
     Args:
         module: the model, with a Pyro ``model(x)``.
@@ -48,11 +49,12 @@ def fit_local(module: torch.nn.Module, x: torch.Tensor, sites: list[LatentSite],
         max_steps: the cap on optimizer steps.
         lr: Adam step size.
         tol: relative improvement below which the fit has converged (0: always run ``max_steps``).
+        num_particles: samples of the ELBO per step (more: less noise in the stopping rule).
 
     Returns:
         The fitted parameters (detached) and the number of steps taken.
     """
-    elbo = ReparamELBO(analytic_kl=True)
+    elbo = ReparamELBO(analytic_kl=True, num_particles=num_particles)
     names = list(params)
     leaves = [t.detach().clone().requires_grad_() for name in names for t in params[name]]
     local = {name: (leaves[2 * i], leaves[2 * i + 1]) for i, name in enumerate(names)}

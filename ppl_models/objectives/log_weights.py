@@ -18,13 +18,14 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 
-def _sample_sites(trace) -> list[dict]:
+def sample_sites(trace) -> list[dict]:
+    """The sample sites of ``trace``, without subsample sites."""
     return [s for s in trace.nodes.values() if s["type"] == "sample" and not site_is_subsample(s)]
 
 
 def enumerated_sites(trace) -> list[dict]:
     """The sites of ``trace`` that an enum handler enumerated in parallel."""
-    return [s for s in _sample_sites(trace) if "_enumerate_dim" in s["infer"]]
+    return [s for s in sample_sites(trace) if "_enumerate_dim" in s["infer"]]
 
 
 def check_local_enumeration(sites: list[dict], particle_dim: int = -2) -> None:
@@ -67,14 +68,42 @@ def sum_enumerated(log_joint: torch.Tensor | float, particle_dim: int) -> torch.
     return log_joint.logsumexp(enum_dims)
 
 
+def particle_traces(model, guide, *args, num_particles: int = 1, max_plate_nesting: int = 1):
+    """Traces of ``num_particles`` draws z_k ~ q(z | x) and of the model replayed on them, as one batched pass.
+
+    Model and guide execute once inside a ``pyro.plate`` at dim ``-(max_plate_nesting + 1)``, to the
+    left of the model's own plates. Model sites marked for parallel enumeration are enumerated at
+    dims ``-(max_plate_nesting + 2)`` and further left (see the module docstring).
+
+    Args:
+        model: Pyro model ``model(*args)``; its data plate is the rightmost batch dimension.
+        guide: Pyro guide with the same signature and latent site names (not enumerated).
+        *args: the model's arguments, e.g. a batch ``x`` of shape ``[N, ...]``.
+        num_particles: K, the number of draws per data point.
+        max_plate_nesting: how many plates the model nests (1 for a single data plate).
+
+    Returns:
+        ``(guide_trace, model_trace, particle_dim)``.
+
+    Raises:
+        ValueError: an enumerated model site lies outside the data plate (see
+            :func:`check_local_enumeration`).
+    """
+    particle_dim = -(max_plate_nesting + 1)
+    enum_model = poutine.enum(model, first_available_dim=particle_dim - 1)
+    with pyro.plate("particles", num_particles, dim=particle_dim):
+        guide_trace = poutine.trace(guide).get_trace(*args)
+        model_trace = poutine.trace(poutine.replay(enum_model, trace=guide_trace)).get_trace(*args)
+    check_local_enumeration(enumerated_sites(model_trace), particle_dim)
+    return guide_trace, model_trace, particle_dim
+
+
 def log_importance_weights(model, guide, *args, num_particles: int = 1, max_plate_nesting: int = 1) -> torch.Tensor:
     """log w_k(x_n) = log p(x_n, z_k) - log q(z_k | x_n) for ``num_particles`` draws z_k ~ q(z | x_n).
 
-    The particles run as one batched pass: model and guide execute once inside a ``pyro.plate``
-    at dim ``-(max_plate_nesting + 1)``, to the left of the model's own plates. Model sites marked
-    for parallel enumeration are enumerated at dims ``-(max_plate_nesting + 2)`` and further left,
-    and summed out of p(x_n, z_k, c) per data point (see the module docstring). Site scales
-    (minibatch subsampling) are not applied, so each entry is the weight of one data point.
+    The particles run as one batched pass (:func:`particle_traces`); enumerated model sites are
+    summed out of p(x_n, z_k, c) per data point (see the module docstring). Site scales (minibatch
+    subsampling) are not applied, so each entry is the weight of one data point.
 
     Args:
         model: Pyro model ``model(*args)``; its data plate is the rightmost batch dimension.
@@ -90,17 +119,13 @@ def log_importance_weights(model, guide, *args, num_particles: int = 1, max_plat
         ValueError: an enumerated model site lies outside the data plate (see
             :func:`check_local_enumeration`).
     """
-    particle_dim = -(max_plate_nesting + 1)
-    enum_model = poutine.enum(model, first_available_dim=particle_dim - 1)
-    with pyro.plate("particles", num_particles, dim=particle_dim):
-        guide_trace = poutine.trace(guide).get_trace(*args)
-        model_trace = poutine.trace(poutine.replay(enum_model, trace=guide_trace)).get_trace(*args)
-    check_local_enumeration(enumerated_sites(model_trace), particle_dim)
+    guide_trace, model_trace, particle_dim = particle_traces(
+        model, guide, *args, num_particles=num_particles, max_plate_nesting=max_plate_nesting)
     log_p: torch.Tensor | float = 0.0
-    for site in _sample_sites(model_trace):
+    for site in sample_sites(model_trace):
         log_p = log_p + per_point(site["fn"].log_prob(site["value"]), particle_dim)
     log_w = sum_enumerated(log_p, particle_dim)
-    for site in _sample_sites(guide_trace):
+    for site in sample_sites(guide_trace):
         if not site["is_observed"]:
             log_w = log_w - per_point(site["fn"].log_prob(site["value"]), particle_dim)
     return log_w.flatten(-max_plate_nesting) if max_plate_nesting > 1 else log_w

@@ -1,0 +1,1 @@
+"""Posterior diagnostics: did inference work?"""
