@@ -9,7 +9,8 @@ Cremer, Li and Duvenaud (2018), "Inference Suboptimality in Variational Autoenco
 q* is the best member of the guide's family for each data point on its own, found here with the
 per-data-point SVI of :mod:`ppl_models.inference.per_datapoint` (free ``(loc, log_scale)`` per
 point, model frozen), started from the encoder's output and run until its stopping rule says it
-has converged. Log p(x) is importance sampled twice, with the encoder and with q* as proposals;
+has converged; where the fit ends below the encoder's own q (noise in the last steps), the encoder's
+q is kept, since it is a member of the family too. Log p(x) is importance sampled twice, with the encoder and with q* as proposals;
 per point the larger estimate is used (each is a stochastic lower bound, and a poor proposal
 makes it loose: the tightest available estimate is the better one, as in Cremer et al.).
 """
@@ -136,6 +137,10 @@ def inference_gaps(module, x: torch.Tensor, elbo_encoder: torch.Tensor, log_px: 
                          guide_for=optimal_guides(sites, settings, record), y=y)
     steps = record.get("steps", [])
     best = torch.maximum(log_px.double(), table["log_px"].double())
-    return GapResult(best, elbo_encoder, table["elbo"], table["log_px"], steps,
-                     sum(s >= settings.max_steps for s in steps), record.get("start", "encoder"),
+    start = record.get("start", "encoder")
+    elbo_optimal = table["elbo"].double()
+    if start == "encoder":  # the encoder's q is in the family too: q* is the better of the two
+        elbo_optimal = torch.maximum(elbo_optimal, elbo_encoder.double())
+    return GapResult(best, elbo_encoder, elbo_optimal, table["log_px"], steps,
+                     sum(s >= settings.max_steps for s in steps), start,
                      record.get("family_note"), settings)
