@@ -37,6 +37,8 @@ def add_parser(subparsers) -> None:
                    help="test images for the prior-vs-guide log p(x) estimators (default 100; 0 skips)")
     p.add_argument("--estimator-samples", type=int, default=100, help="K of both estimators (default 100)")
     p.add_argument("--nuts-points", type=int, default=0, help="test images checked against NUTS (default 0)")
+    p.add_argument("--gaps", action="store_true",
+                   help="fit the best guide per test image: approximation and amortization gap columns")
     p.add_argument("--out", required=True, help="output directory (results.* and runs/)")
     p.add_argument("--resume", action="store_true", help="continue the strategies' runs in --out")
     add_device(p)
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
         limit=args.limit, test_limit=args.test_limit, nll_samples=args.nll_samples, iwae_k=tuple(args.iwae_k),
         estimator_points=args.estimator_points, estimator_samples=args.estimator_samples,
-        nuts_points=args.nuts_points, model_fields=model_fields, guide_fields=guide_fields(args),
+        nuts_points=args.nuts_points, gaps=args.gaps, model_fields=model_fields, guide_fields=guide_fields(args),
     )
     results = compare_inference(config, args.out, resume=args.resume, data_dir=args.data_dir,
                                 progress=not args.no_progress)

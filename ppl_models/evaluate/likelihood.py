@@ -54,7 +54,7 @@ def evenly_spaced_indices(n: int, limit: int | None) -> torch.Tensor:
 def bounds_table(
     model, x: torch.Tensor, num_samples: int, iwae_k: tuple[int, ...] = (), batch_size: int = 100,
     particle_chunk: int = 100, progress: bool = False, guide_for: Callable | None = None,
-    y: torch.Tensor | None = None,
+    y: torch.Tensor | None = None, keep_log_weights: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Per-data-point bounds from one stream of K importance samples, each of shape ``[N]``.
 
@@ -73,18 +73,23 @@ def bounds_table(
             strategy's fitted or refined guide); by default the model's own guide.
         y: labels ``[N]``, passed to a model conditioned on them (see
             :func:`ppl_models.models.protocol.bind_labels`; a semi-supervised model gets none).
+        keep_log_weights: also return every log weight, ``log_weights`` ``[K, N]`` (for k-hat).
     """
     if any(k > num_samples or k < 1 for k in iwae_k):
         raise ValueError(f"iwae_k must lie in 1..{num_samples} (the number of samples), got {list(iwae_k)}")
     chunk = max((particle_chunk, *iwae_k))  # the first chunk holds the draws of every IWAE-k bound
     columns: dict[str, list[torch.Tensor]] = {"elbo": [], "log_px": [], **{f"iwae_{k}": [] for k in iwae_k}}
+    weights: list[list[torch.Tensor]] = []  # per batch, its particle chunks
     for start in tqdm(range(0, x.shape[0], batch_size), disable=None if progress else True, desc="evaluate", unit="batch"):
         xb = x[start : start + batch_size]
         view = bind_labels(model, None if y is None else y[start : start + batch_size], evaluation=True)
         guide = view.guide if guide_for is None else guide_for(view, xb)
         lse = total = None  # running log-sum-exp and sum of log w over particle chunks
+        weights.append([])
         for k0 in range(0, num_samples, chunk):
             lw = log_importance_weights(view.model, guide, xb, num_particles=min(chunk, num_samples - k0))
+            if keep_log_weights:
+                weights[-1].append(lw)
             if k0 == 0:
                 for k in iwae_k:
                     columns[f"iwae_{k}"].append(lw[:k].logsumexp(0) - math.log(k))
@@ -92,7 +97,10 @@ def bounds_table(
             total = lw.sum(0) if total is None else total + lw.sum(0)
         columns["elbo"].append(total / num_samples)
         columns["log_px"].append(lse - math.log(num_samples))
-    return {name: torch.cat(parts) for name, parts in columns.items()}
+    table = {name: torch.cat(parts) for name, parts in columns.items()}
+    if keep_log_weights:
+        table["log_weights"] = torch.cat([torch.cat(chunks) for chunks in weights], 1)
+    return table
 
 
 def per_datapoint_bounds(

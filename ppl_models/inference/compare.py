@@ -26,6 +26,8 @@ import torch
 from guides.auto import GuideConfig
 from ppl_models.data import Dataset, load_data
 from ppl_models.data.base import Split
+from ppl_models.diagnostics.gaps import inference_gaps
+from ppl_models.diagnostics.weights import weight_diagnostics
 from ppl_models.evaluate.checks import at_least, positive
 from ppl_models.evaluate.likelihood import bounds_table, evenly_spaced_indices
 from ppl_models.inference.estimators import compare_estimators
@@ -89,6 +91,7 @@ class CompareConfig:
     estimator_samples: int = 100  # K of both estimators, equal by design (the reference uses nll_samples)
     estimator_repeats: int = 5  # repetitions that measure each estimator's spread
     nuts_points: int = 0  # test points checked against a NUTS posterior (0: skip; each takes ~seconds)
+    gaps: bool = False  # also fit q* per test point: the approximation and amortization gaps
     model_fields: dict[str, Any] = field(default_factory=dict)  # model config fields (e.g. latent_dim)
     guide_fields: dict[str, Any] = field(default_factory=dict)  # guides.auto.GuideConfig fields (e.g. family)
 
@@ -147,16 +150,27 @@ def run_directory(out: Path, spec: str) -> RunDir:
 
 def evaluate_strategy(model: torch.nn.Module, strategy: Strategy, x: torch.Tensor, config: CompareConfig,
                       progress: bool = False, y: torch.Tensor | None = None) -> dict[str, float]:
-    """Test bounds of one trained strategy with its own guide, from ``config.nll_samples`` draws per point."""
+    """Test bounds of one trained strategy with its own guide, from ``config.nll_samples`` draws per point:
+    the ELBO, IWAE-k bounds and NLL, the Pareto k-hat of each point's weights and the inference gap
+    (with ``config.gaps``, split into its approximation and amortization parts)."""
     pyro.set_rng_seed(config.seed)
     t0 = time.perf_counter()
     with pyro.validation_enabled(False):
         table = bounds_table(model, x, config.nll_samples, config.iwae_k, config.eval_batch_size,
-                             progress=progress, guide_for=strategy.guide_for, y=y)
+                             progress=progress, guide_for=strategy.guide_for, y=y, keep_log_weights=True)
+    khat = weight_diagnostics(table.pop("log_weights")).khat
     means = {name: values.mean().item() for name, values in table.items()}
-    return {"test_elbo": means["elbo"], **{f"test_iwae_{k}": means[f"iwae_{k}"] for k in config.iwae_k},
-           "test_nll": -means["log_px"], "eval_s": time.perf_counter() - t0,
+    row = {"test_elbo": means["elbo"], **{f"test_iwae_{k}": means[f"iwae_{k}"] for k in config.iwae_k},
+           "test_nll": -means["log_px"], "test_khat_mean": float(khat.mean()), "test_khat_bad": float((khat > 0.7).mean()),
+           "test_inference_gap": means["log_px"] - means["elbo"], "eval_s": time.perf_counter() - t0,
            "parameters": strategy.num_parameters(model)}
+    if config.gaps:
+        with pyro.validation_enabled(False):
+            gaps = inference_gaps(model, x, table["elbo"], table["log_px"], config.nll_samples, y=y,
+                                  batch_size=config.eval_batch_size, progress=progress).summary()
+        row.update(test_inference_gap=gaps["inference_gap"], test_approximation_gap=gaps["approximation_gap"],
+                   test_amortization_gap=gaps["amortization_gap"])
+    return row
 
 
 def compare_inference(config: CompareConfig, out: str | Path, resume: bool = False, data_dir: str | None = None,

@@ -17,6 +17,11 @@ COLUMNS = [
     ("test_elbo", "test ELBO", "{:.2f}"),
     ("test_iwae_*", "test IWAE-{k}", "{:.2f}"),
     ("test_nll", "test NLL (K={nll_samples})", "{:.2f}"),
+    ("test_khat_bad", "k-hat > 0.7", "{:.0%}"),
+    ("test_khat_mean", "mean k-hat", "{:.2f}"),
+    ("test_inference_gap", "inference gap", "{:.2f}"),
+    ("test_approximation_gap", "approximation gap", "{:.2f}"),
+    ("test_amortization_gap", "amortization gap", "{:.2f}"),
     ("valid_elbo", "valid ELBO", "{:.2f}"),
     ("s_per_epoch", "s/epoch", "{:.2f}"),
     ("train_s", "train s", "{:.1f}"),
@@ -31,7 +36,7 @@ def _columns(rows: list[dict]) -> list[tuple[str, str, str]]:
         if key == "test_iwae_*":
             ks = [k.removeprefix("test_iwae_") for k in rows[0] if k.startswith("test_iwae_")]
             cols += [(f"test_iwae_{k}", title.format(k=k), fmt) for k in ks]
-        else:
+        elif key in rows[0]:  # the gap split is there only with --gaps
             cols.append((key, title.format(nll_samples=rows[0].get("nll_samples")), fmt))
     return cols
 
