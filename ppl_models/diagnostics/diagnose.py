@@ -2,9 +2,10 @@
 
 :func:`diagnose` draws S samples per data point from the guide once and reads off them the
 Pareto k-hat, the ESS and the plain and PSIS estimates of log p(x) (:mod:`.weights`), the active
-units, the KL per dimension, the rate and the distortion (:mod:`.latents`). On request it fits the
-best guide per point to split the inference gap (:mod:`.gaps`) and runs AIS on the real points and
-BDMC on simulated ones to cross-check log p(x) (:mod:`.ais`). A diagnostic that cannot apply to the
+units, the KL per dimension, the rate and the distortion (:mod:`.latents`). On request it runs AIS
+on the real points and BDMC on simulated ones to cross-check log p(x) (:mod:`.ais`, :mod:`.bdmc`),
+and fits the best guide per point to split the inference gap (:mod:`.gaps`), measured from the
+tightest estimate of log p(x) each point has (IS with the guide, IS with q*, AIS where it ran). A diagnostic that cannot apply to the
 model (a deterministic autoencoder has no density; a discrete site has no posterior mean) is
 reported with the reason instead of a number.
 """
@@ -84,7 +85,8 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def _ais(module, x, y, log_px_is: np.ndarray, config: DiagnoseConfig, progress, model_kwargs) -> dict:
-    from ppl_models.diagnostics.ais import ais_log_likelihood, bdmc_sandwich
+    from ppl_models.diagnostics.ais import ais_log_likelihood
+    from ppl_models.diagnostics.bdmc import bdmc_sandwich
 
     keep = evenly_spaced_indices(x.shape[0], config.ais_points)
     view = bind_labels(module, None if y is None else y[keep], evaluation=True)
@@ -147,22 +149,24 @@ def diagnose(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = 
     summary["latents"] = [u.to_json() for u in site_usage(draws)]
     if draws.global_sites:
         summary["global_sites"] = list(draws.global_sites)
-    if config.gaps:
-        summary["gaps"] = _gaps(module, x, y, elbo, w.log_px_is, config, progress, per_point)
+    best = w.log_px_is.copy()  # the tightest log p(x) estimate per point, for the gaps
     if config.ais_steps:
         try:
             ais = _ais(module, x, y, w.log_px_is, config, progress, model_kwargs)
             per_point["log_px_ais"] = np.full(x.shape[0], np.nan)
             per_point["log_px_ais"][ais["points"]] = ais["log_px"]
+            best[ais["points"]] = np.maximum(best[ais["points"]], ais["log_px"])
             summary["ais"] = ais["summary"]
         except ValueError as e:
             summary["ais"] = f"not applicable: {e}"
+    if config.gaps:
+        summary["gaps"] = _gaps(module, x, y, elbo, best, config, progress, per_point)
     return Diagnostics(summary, per_point, draws, x, y, rows)
 
 
-def _gaps(module, x, y, elbo, log_px_is, config: DiagnoseConfig, progress, per_point) -> dict | str:
+def _gaps(module, x, y, elbo, log_px: np.ndarray, config: DiagnoseConfig, progress, per_point) -> dict | str:
     try:
-        gaps: GapResult = inference_gaps(module, x, elbo, torch.from_numpy(log_px_is).to(x.device), config.samples,
+        gaps: GapResult = inference_gaps(module, x, elbo, torch.from_numpy(log_px).to(x.device), config.samples,
                                          config.gap, y, config.batch_size, progress)
     except ValueError as e:
         return f"not applicable: {e}"

@@ -76,9 +76,12 @@ def latent_map(means: torch.Tensor, labels: torch.Tensor | None, site: str, path
     centred = flat - flat.mean(0)
     coords = centred @ torch.linalg.svd(centred, full_matrices=False).Vh[:2].T if flat.shape[1] > 1 else centred
     coords = torch.cat([coords, torch.zeros(coords.shape[0], 2 - coords.shape[1], dtype=coords.dtype)], 1)
+    coords = coords.numpy()
     fig, ax = _plt().subplots(figsize=(5, 4.5))
-    sc = ax.scatter(coords[:, 0], coords[:, 1], s=6, c=None if labels is None else labels.cpu(), cmap="tab10")
-    if labels is not None:
+    if labels is None:
+        ax.scatter(coords[:, 0], coords[:, 1], s=6)
+    else:
+        sc = ax.scatter(coords[:, 0], coords[:, 1], s=6, c=labels.cpu().numpy(), cmap="tab10")
         fig.colorbar(sc, ax=ax, label="label")
     ax.set(xlabel="PC 1", ylabel="PC 2", title=f"E_q[{site}] per data point, first two principal components")
     return _save(fig, path)
@@ -95,7 +98,7 @@ def decode_means(model, x: torch.Tensor, latents: dict[str, torch.Tensor], y=Non
 def _grid_figure(rows: list[torch.Tensor], titles: list[str], title: str, path: Path) -> Path:
     fig, axes = _plt().subplots(len(rows), 1, figsize=(1.1 * rows[0].shape[0], 1.4 * len(rows)), squeeze=False)
     for ax, images, name in zip(axes[:, 0], rows, titles):
-        ax.imshow(image_grid(images.float().cpu(), nrow=images.shape[0]), cmap="gray", vmin=0, vmax=1)
+        ax.imshow(image_grid(images.float().cpu(), nrow=images.shape[0]).numpy(), cmap="gray", vmin=0, vmax=1)
         ax.set_axis_off()
         ax.set_title(name, fontsize=8, loc="left")
     fig.suptitle(title, fontsize=9)

@@ -10,9 +10,9 @@ q* is the best member of the guide's family for each data point on its own, foun
 per-data-point SVI of :mod:`ppl_models.inference.per_datapoint` (free ``(loc, log_scale)`` per
 point, model frozen), started from the encoder's output and run until its stopping rule says it
 has converged; where the fit ends below the encoder's own q (noise in the last steps), the encoder's
-q is kept, since it is a member of the family too. Log p(x) is importance sampled twice, with the encoder and with q* as proposals;
-per point the larger estimate is used (each is a stochastic lower bound, and a poor proposal
-makes it loose: the tightest available estimate is the better one, as in Cremer et al.).
+q is kept, since it is a member of the family too. Log p(x) is the tightest estimate each point
+has: importance sampling with the encoder and with q* as proposals, and AIS where the caller ran
+it. Each is a stochastic lower bound that a poor proposal makes loose, so the largest is the best.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 
 from ppl_models.evaluate.likelihood import bounds_table
 from ppl_models.inference.local_guide import LatentSite, LocalGuide, guide_params, latent_sites, prior_init
-from ppl_models.inference.per_datapoint import CHECK_EVERY, fit_local
+from ppl_models.inference.per_datapoint import fit_local
 from ppl_models.models.protocol import bind_labels
 
 
@@ -32,16 +32,19 @@ from ppl_models.models.protocol import bind_labels
 class GapSettings:
     """How q* is fitted for each data point."""
 
-    max_steps: int = 2000  # cap on Adam steps per batch of data points
-    lr: float = 5e-2  # Adam step size
-    tol: float = 1e-4  # stop when a window's mean loss improves by less than this, relative
+    max_steps: int = 3000  # cap on Adam steps per batch of data points
+    lr: float = 5e-2  # Adam's first step size
+    tol: float = 1e-5  # a window whose mean loss improves by less than this (relative) makes no progress
     particles: int = 10  # ELBO samples per step (less noise in the stopping rule)
+    window: int = 50  # steps per convergence check
+    halvings: int = 3  # windows without progress that halve the step size before the fit stops
 
     def rule(self) -> str:
         """The stopping rule, in words, for the report."""
         return (f"Adam (lr {self.lr}) on each batch's {self.particles}-sample ELBO, closed-form KL, from the "
-                f"encoder's output; stop when the mean loss over {CHECK_EVERY} steps improves on the previous "
-                f"window's by less than {self.tol:g} (relative), or after {self.max_steps} steps")
+                f"encoder's output; a window of {self.window} steps whose mean loss improves on the previous "
+                f"window's by less than {self.tol:g} (relative) halves the step size, the {self.halvings + 1}th "
+                f"such window ends the fit; at most {self.max_steps} steps")
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ def optimal_guides(sites: list[LatentSite], settings: GapSettings, record: dict)
             record["family_note"] = (f"q* is a diagonal Normal per site, not the guide's own family ({e}); the "
                                      f"amortization gap then also holds the difference between the families")
         params, steps = fit_local(view, x, sites, start, settings.max_steps, settings.lr, settings.tol,
-                                  settings.particles)
+                                  settings.particles, settings.window, settings.halvings)
         record.setdefault("steps", []).append(steps)
         return LocalGuide(sites, params)
 
@@ -119,7 +122,8 @@ def inference_gaps(module, x: torch.Tensor, elbo_encoder: torch.Tensor, log_px: 
         module: the model, with Pyro ``model`` and ``guide``.
         x: the data points ``[N, ...]``.
         elbo_encoder: the run's guide's ELBO per point ``[N]``.
-        log_px: the IS estimate of log p(x) with the run's guide, per point ``[N]``.
+        log_px: the best estimate of log p(x) so far per point ``[N]`` (IS with the run's guide, or
+            AIS where it is higher); the IS estimate with q* as proposal is taken where higher still.
         num_samples: draws per point for ELBO(q*) and its IS estimate.
         settings: how q* is fitted.
         y: labels, for a model conditioned on them.

@@ -33,11 +33,13 @@ CHECK_EVERY = 10  # steps per convergence check (one host read-back each)
 
 
 def fit_local(module: torch.nn.Module, x: torch.Tensor, sites: list[LatentSite], params: LocalParams,
-              max_steps: int, lr: float, tol: float, num_particles: int = 1) -> tuple[LocalParams, int]:
+              max_steps: int, lr: float, tol: float, num_particles: int = 1, window: int = CHECK_EVERY,
+              halvings: int = 0) -> tuple[LocalParams, int]:
     """Maximize the ELBO of each data point in ``x`` over its own ``(loc, log_scale)``, model frozen.
 
-    Adam runs until the mean loss over the last ``CHECK_EVERY`` steps improves on the previous
-    window's by less than ``tol`` relative, or until ``max_steps``. The ELBO has ``num_particles``
+    Adam runs until the mean loss over the last ``window`` steps improves on the previous
+    window's by less than ``tol`` relative, or until ``max_steps``; with ``halvings`` > 0, such a
+    window first halves the step size, up to ``halvings`` times, and only then ends the fit. The ELBO has ``num_particles``
     samples (one by default), with the KL in closed form where torch knows it. The model's
     parameters get no gradient.
 
@@ -50,6 +52,8 @@ def fit_local(module: torch.nn.Module, x: torch.Tensor, sites: list[LatentSite],
         lr: Adam step size.
         tol: relative improvement below which the fit has converged (0: always run ``max_steps``).
         num_particles: samples of the ELBO per step (more: less noise in the stopping rule).
+        window: steps per convergence check (one host read-back each).
+        halvings: how often a window without progress halves the step size before the fit stops.
 
     Returns:
         The fitted parameters (detached) and the number of steps taken.
@@ -59,19 +63,23 @@ def fit_local(module: torch.nn.Module, x: torch.Tensor, sites: list[LatentSite],
     leaves = [t.detach().clone().requires_grad_() for name in names for t in params[name]]
     local = {name: (leaves[2 * i], leaves[2 * i + 1]) for i, name in enumerate(names)}
     optimizer = torch.optim.Adam(leaves, lr=lr)
-    previous, window, steps = None, torch.zeros((), device=x.device), 0
+    previous, total, steps = None, torch.zeros((), device=x.device), 0
     with torch.enable_grad():
         while steps < max_steps:
             loss = elbo.differentiable_loss(module.model, LocalGuide(sites, local), x)
             for leaf, grad in zip(leaves, torch.autograd.grad(loss, leaves)):
                 leaf.grad = grad
             optimizer.step()
-            window += loss.detach()
+            total += loss.detach()
             steps += 1
-            if steps % CHECK_EVERY == 0:
-                current, window = window.item() / CHECK_EVERY, torch.zeros((), device=x.device)
+            if steps % window == 0:
+                current, total = total.item() / window, torch.zeros((), device=x.device)
                 if tol > 0 and previous is not None and previous - current < tol * abs(previous):
-                    break
+                    if halvings == 0:
+                        break
+                    halvings -= 1
+                    for group in optimizer.param_groups:
+                        group["lr"] /= 2
                 previous = current
     return {name: (loc.detach(), log_scale.detach()) for name, (loc, log_scale) in local.items()}, steps
 

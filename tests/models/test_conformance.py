@@ -8,6 +8,7 @@ to a finite, decreasing loss; sample observations of the data's shape; and give 
 import dataclasses
 import math
 
+import numpy as np
 import pyro
 import pytest
 import torch
@@ -121,3 +122,31 @@ def test_eval_bounds_are_finite(name, small_digits):
     assert math.isfinite(r.elbo) and math.isfinite(r.nll) and r.n == 20
     if getattr(module, "density_model", True):
         assert -r.nll >= r.elbo - 1e-3  # log-sum-exp of K weights >= their mean
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_diagnose_reports_a_number_or_a_reason_for_every_diagnostic(name, small_digits, tmp_path):
+    from ppl_models.diagnostics.diagnose import DiagnoseConfig, diagnose
+    from ppl_models.diagnostics.gaps import GapSettings
+    from ppl_models.diagnostics.run_diagnose import write_diagnostics
+
+    _, module = build(name, small_digits)
+    module.eval()
+    x, y = small_digits.test.x[:12], small_digits.test.y[:12]
+    config = DiagnoseConfig(samples=40, keep_draws=5, gaps=True, gap=GapSettings(max_steps=20), ais_steps=4,
+                            ais_chains=2, ais_leapfrog=2, ais_points=3, bdmc_points=2)
+    pyro.set_rng_seed(0)
+    with pyro.validation_enabled(False):
+        d = diagnose(module, x, y, config=config, model_kwargs={})
+    s = d.summary
+    for key in ("khat", "gaps", "ais", "rate_distortion"):
+        value = s[key]
+        assert isinstance(value, dict) or value.startswith("not applicable"), (name, key, value)
+    if isinstance(s["khat"], dict):
+        assert np.isfinite(d.per_point["khat"]).all() and np.isfinite(d.per_point["log_px_is"]).all()
+        assert ((d.per_point["ess"] >= 1 - 1e-6) & (d.per_point["ess"] <= 40 + 1e-6)).all()
+    for site in s["latents"]:
+        assert site["active_units"] is None or 0 <= site["active_units"] <= site["dims"]
+    paths = write_diagnostics(d, tmp_path, module, (8, 8), module.observed_sites[0])
+    assert (tmp_path / "diagnostics.md").read_text().startswith("# Diagnostics")
+    assert all(p.stat().st_size > 0 for p in paths)
