@@ -157,19 +157,33 @@ def gap_bar(gaps: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def ais_sandwich(ais: dict, path: Path) -> Path | None:
-    """BDMC lower and upper bounds against the number of annealing steps (log scale)."""
+def ais_sandwich(ais: dict, per_point: dict[str, np.ndarray], path: Path) -> Path:
+    """Left: the BDMC bounds on simulated data against the annealing steps. Right: AIS against IS on
+    the real points that got AIS."""
+    fig, (left, right) = _plt().subplots(1, 2, figsize=(10, 4))
     bdmc = ais.get("bdmc")
-    if not isinstance(bdmc, list) or not bdmc:
-        return None
-    fig, ax = _plt().subplots(figsize=(5.5, 4))
-    steps = [b["steps"] for b in bdmc]
-    ax.plot(steps, [b["lower"] for b in bdmc], "o-", label="forward AIS (lower bound)")
-    ax.plot(steps, [b["upper"] for b in bdmc], "s-", label="reverse AIS (upper bound)")
-    ax.fill_between(steps, [b["lower"] for b in bdmc], [b["upper"] for b in bdmc], alpha=0.15)
-    ax.set(xscale="log", xlabel="annealing steps T", ylabel="mean log p(x), simulated data (nats)",
-           title="BDMC sandwich")
-    ax.legend()
+    if isinstance(bdmc, list) and bdmc:
+        steps = [b["steps"] for b in bdmc]
+        lower, upper = [b["lower"] for b in bdmc], [b["upper"] for b in bdmc]
+        left.plot(steps, lower, "o-", label="forward AIS (stochastic lower bound)")
+        left.plot(steps, upper, "s-", label="reverse AIS (stochastic upper bound)")
+        left.fill_between(steps, lower, upper, alpha=0.15)
+        left.set_xscale("log")
+        left.set_xticks(steps, [str(t) for t in steps])
+        left.minorticks_off()
+        left.legend(fontsize=8)
+    else:
+        left.text(0.5, 0.5, str(bdmc or "no BDMC run"), ha="center", va="center", wrap=True, fontsize=8)
+    left.set(xlabel="annealing steps T", ylabel="mean log p(x) of simulated points (nats)", title="BDMC sandwich")
+    has = np.isfinite(per_point.get("log_px_ais", np.array([])))
+    if has.any():
+        a, b = per_point["log_px_ais"][has], per_point["log_px_is"][has]
+        right.scatter(a, b, s=8)
+        lims = [min(a.min(), b.min()), max(a.max(), b.max())]
+        right.plot(lims, lims, "k--", lw=1, label="IS = AIS")
+        right.legend(fontsize=8)
+    right.set(xlabel=f"log p(x), AIS (T={ais['steps']})", ylabel=f"log p(x), IS with the guide",
+              title=f"real points: IS - AIS = {ais['is_minus_ais']:+.2f} nats on average")
     return _save(fig, path)
 
 
@@ -188,5 +202,5 @@ def save_figures(result, directory: Path, model=None, event_shape: tuple[int, ..
     if isinstance(s.get("gaps"), dict):
         out.append(gap_bar(s["gaps"], inside(directory, "gaps.png")))
     if isinstance(s.get("ais"), dict):
-        out.append(ais_sandwich(s["ais"], inside(directory, "ais_bdmc.png")))
+        out.append(ais_sandwich(s["ais"], result.per_point, inside(directory, "ais_bdmc.png")))
     return [p for p in out if p is not None]

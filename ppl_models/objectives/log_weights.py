@@ -103,21 +103,11 @@ def log_importance_weights(model, guide, *args, num_particles: int = 1, max_plat
 
     The particles run as one batched pass (:func:`particle_traces`); enumerated model sites are
     summed out of p(x_n, z_k, c) per data point (see the module docstring). Site scales (minibatch
-    subsampling) are not applied, so each entry is the weight of one data point.
-
-    Args:
-        model: Pyro model ``model(*args)``; its data plate is the rightmost batch dimension.
-        guide: Pyro guide with the same signature and latent site names (not enumerated).
-        *args: the model's arguments, e.g. a batch ``x`` of shape ``[N, ...]``.
-        num_particles: K, the number of draws per data point.
-        max_plate_nesting: how many plates the model nests (1 for a single data plate).
+    subsampling) are not applied, so each entry is the weight of one data point. The arguments
+    are those of :func:`particle_traces`, which also names what it raises.
 
     Returns:
         Tensor of shape ``[num_particles, N]`` (plates nested in the data plate are summed over).
-
-    Raises:
-        ValueError: an enumerated model site lies outside the data plate (see
-            :func:`check_local_enumeration`).
     """
     guide_trace, model_trace, particle_dim = particle_traces(
         model, guide, *args, num_particles=num_particles, max_plate_nesting=max_plate_nesting)
