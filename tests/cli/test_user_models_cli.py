@@ -98,3 +98,18 @@ def test_bad_model_and_data_errors(user_files, tmp_path, capsys):
     assert "has no config field(s) ['depth']" in capsys.readouterr().err
     assert main(["train", "vae", "--guide", "flowy", "--out", str(tmp_path / "r")]) == 2
     assert "unknown guide family 'flowy'" in capsys.readouterr().err
+
+
+def test_diagnose_a_user_model_with_a_positive_and_a_laplace_latent(user_run, capsys):
+    argv = ["diagnose", str(user_run), "--limit", "30", "--samples", "60", "--gaps", "--gap-steps", "50",
+            "--ais-steps", "10", "--ais-chains", "2", "--ais-leapfrog", "2", "--ais-points", "5", "--bdmc-points", "3",
+            "--json"]
+    assert main(argv) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["model"].endswith("my_model.py:ink-vae") and s["n"] == 30
+    assert {site["site"] for site in s["latents"]} == {"z", "ink"}
+    assert not s["rate_distortion"]["rate_analytic"]  # two latent sites: Monte Carlo rate
+    g = s["gaps"]
+    assert g["inference_gap"] == pytest.approx(g["approximation_gap"] + g["amortization_gap"])
+    assert s["ais"]["n"] == 5 and len(s["ais"]["bdmc"]) == 3
+    assert (user_run / "diagnostics" / "inference_data.nc").exists()
