@@ -83,6 +83,10 @@ def markdown(s: dict) -> str:
                  ("log p(x): IS / PSIS", f"{s['log_px']['is']:.2f} / {s['log_px']['psis']:.2f}"),
                  ("ELBO", f"{s['log_px']['elbo']:.2f}")]
         verdicts.append(f"- **k-hat:** {khat_verdict(k)}")
+        e = s["ess"]
+        verdicts.append(f"- **ESS:** {e['mean']:.1f} of {s['samples']} draws on average ({e['fraction_of_s']:.1%}), at least "
+                        f"{e['min']:.1f}: " + ("the weights are even; the guide covers the posterior well." if e["fraction_of_s"] > 0.5
+                                              else "a few draws carry most of the weight for many points."))
         verdicts.append(f"- **PSIS:** the smoothed estimate differs from plain IS by "
                         f"{s['log_px']['psis'] - s['log_px']['is']:+.3f} nats per point.")
     rd = s["rate_distortion"]
