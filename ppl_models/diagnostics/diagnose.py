@@ -12,6 +12,7 @@ reported with the reason instead of a number.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -125,8 +126,10 @@ def diagnose(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = 
         model_kwargs: inputs ``module.model(None, batch_size=n, **model_kwargs)`` needs to simulate
             data for BDMC (None: skip BDMC).
     """
+    t0 = time.perf_counter()
     rows = np.arange(x.shape[0]) if rows is None else np.asarray(rows)
-    summary: dict[str, Any] = {"n": int(x.shape[0]), "samples": config.samples, "config": asdict(config)}
+    summary: dict[str, Any] = {"model": type(module).__name__, "n": int(x.shape[0]), "samples": config.samples,
+                               "config": asdict(config)}
     per_point: dict[str, np.ndarray] = {}
     if not getattr(module, "density_model", True):
         why = f"not applicable: {type(module).__name__} is not a density model (its guide is deterministic)"
@@ -134,6 +137,7 @@ def diagnose(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = 
         draws = _draws(module, x, y, DiagnoseConfig(samples=2, keep_draws=1, batch_size=config.batch_size),
                        guide_for, progress)
         summary["latents"] = [u.to_json() for u in site_usage(draws)]
+        summary["seconds"] = round(time.perf_counter() - t0, 2)
         return Diagnostics(summary, per_point, draws, x, y, rows)
 
     draws = _draws(module, x, y, config, guide_for, progress)
@@ -161,6 +165,7 @@ def diagnose(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = 
             summary["ais"] = f"not applicable: {e}"
     if config.gaps:
         summary["gaps"] = _gaps(module, x, y, elbo, best, config, progress, per_point)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
     return Diagnostics(summary, per_point, draws, x, y, rows)
 
 

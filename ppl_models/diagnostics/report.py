@@ -68,9 +68,9 @@ def _table(rows: list[tuple[str, str]]) -> list[str]:
 
 def markdown(s: dict) -> str:
     """The report as Markdown, from the JSON-ready summary of :func:`~ppl_models.diagnostics.diagnose.diagnose`."""
-    lines = [f"# Diagnostics: {s.get('model', 'model')} on {s.get('data', 'data')}", "",
-             f"{s['n']} points, S={s['samples']} guide draws each (strategy {s.get('strategy', 'amortized')}, "
-             f"objective {s.get('objective', '?')}); {s.get('seconds', '?')} s.", ""]
+    trained = f" (strategy {s['strategy']}, objective {s['objective']})" if "strategy" in s else ""
+    lines = [f"# Diagnostics: {s['model']} on {s.get('data', 'the given data points')}", "",
+             f"{s['n']} points, S={s['samples']} guide draws each{trained}; {s['seconds']} s.", ""]
     rows, verdicts = [], []
     k = s["khat"]
     if _na(k):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +75,6 @@ def diagnose_run(
     points = load_eval_data(run_config, model, split, data, limit, data_dir, dev, config.seed, run.path)
     out_dir = inside(run.path, "diagnostics") if out is None else Path(out)
     pyro.set_rng_seed(config.seed)
-    t0 = time.perf_counter()
     with pyro.validation_enabled(False):
         strategy = build_strategy(model, run_config.train, points.x)
         simulate = sample_inputs(model, Split(points.x.cpu(), None if points.y is None else points.y.cpu()),
@@ -84,7 +82,7 @@ def diagnose_run(
         result = diagnose(model, points.x, points.y, points.rows.numpy(), config, strategy.guide_for, progress,
                           model_kwargs=simulate)
     result.summary.update(run=str(run.path), model=run_config.model, data=points.where, strategy=run_config.train.strategy,
-                          objective=run_config.train.objective, seconds=round(time.perf_counter() - t0, 2))
+                          objective=run_config.train.objective)
     return result, write_diagnostics(result, out_dir, model, run_config.event_shape, model.observed_sites[0])
 
 

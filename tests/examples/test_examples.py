@@ -35,3 +35,12 @@ def test_your_own_model_example_trains_evaluates_and_samples(tmp_path):
 def test_your_own_model_example_is_short():
     lines = [l for l in (EXAMPLES / "your_own_model.py").read_text().splitlines() if l.strip()]
     assert len(lines) <= 60, len(lines)
+
+
+def test_diagnose_digits_example(tmp_path):
+    out = tmp_path / "diag"
+    summary = load("diagnose_digits").main(["--epochs", "2", "--samples", "40", "--gap-steps", "30",
+                                            "--ais-steps", "5", "--out", str(out)])
+    assert summary["n"] == 180 and 0 <= summary["khat"]["bad"] <= 1
+    assert summary["gaps"]["inference_gap"] > 0 and summary["ais"]["n"] == 50
+    assert (out / "diagnostics" / "diagnostics.md").exists() and (out / "diagnostics" / "figures" / "khat.png").exists()
