@@ -61,8 +61,10 @@ def split_batches(perm: torch.Tensor, batch_size: int, known: torch.Tensor) -> l
         batch_size: points per batch.
         known: bool ``[N]``, True where the label is known.
     """
-    labelled = perm[known[perm]].split(batch_size)
-    unlabelled = perm[~known[perm]].split(batch_size)
+    # torch splits an empty tensor into one empty chunk: a split with no labelled (or no hidden)
+    # labels has no batches of that kind at all
+    labelled = [b for b in perm[known[perm]].split(batch_size) if b.numel()]
+    unlabelled = [b for b in perm[~known[perm]].split(batch_size) if b.numel()]
     total = len(labelled) + len(unlabelled)
     # labelled batch j goes to slot round((j + 0.5) * total / len(labelled)) - like Bresenham's line
     slots = {min(total - 1, int((j + 0.5) * total / len(labelled))) for j in range(len(labelled))} if labelled else set()

@@ -150,3 +150,15 @@ def test_diagnose_reports_a_number_or_a_reason_for_every_diagnostic(name, small_
     paths = write_diagnostics(d, tmp_path, module, (8, 8), module.observed_sites[0])
     assert (tmp_path / "diagnostics.md").read_text().startswith("# Diagnostics")
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_cli_trains_evaluates_and_samples_every_model_with_its_defaults(name, tmp_path, capsys):
+    from ppl_models.cli.main import main
+
+    run = tmp_path / "run"
+    assert main(["train", name, "--data", "digits", "--epochs", "1", "--out", str(run), "--no-progress"]) == 0
+    assert main(["eval", str(run), "--nll-samples", "5", "--limit", "20", "--json"]) == 0
+    assert main(["sample", str(run), "-n", "10", "--out", str(tmp_path / "grid.png")]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "error" not in err, err

@@ -26,3 +26,11 @@ def test_split_batches_never_mix_and_cover_every_point_once():
     assert sorted(torch.cat([b for b, _ in batches]).tolist()) == list(range(103))
     slots = [i for i, (_, lab) in enumerate(batches) if lab]
     assert slots[0] > 0 and slots[1] - slots[0] > 3  # spread out, not bunched at the start
+
+
+def test_every_label_known_or_none_known_gives_no_empty_batch():
+    perm = torch.randperm(45, generator=torch.Generator().manual_seed(1))
+    for known in (torch.ones(45, dtype=torch.bool), torch.zeros(45, dtype=torch.bool)):
+        batches = split_batches(perm, 10, known)
+        assert len(batches) == steps_per_epoch(45, 10, known) == 5
+        assert all(b.numel() > 0 and lab == bool(known[0]) for b, lab in batches)
