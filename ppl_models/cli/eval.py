@@ -49,3 +49,4 @@ def run(args: argparse.Namespace) -> None:
     print(f"  NLL (IS, K)   {r['nll']:10.3f} nats   {r['bits_per_dim']:.4f} bits/dim")
     if not r["density_model"]:
         print("  (this model is not a density model: these are reconstruction log-likelihoods, not bounds on log p(x))")
+    print(f"  written to {r['file']}")

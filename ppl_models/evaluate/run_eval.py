@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ class EvalData:
     y: torch.Tensor | None  # labels [N] or None
     rows: torch.Tensor  # each point's row in the source file or split
     where: str  # what the data are, for messages: "dataset/split" or the file
-    name: str  # the split, or the data file's stem (names result files)
+    name: str  # the split, or "data-" and the data file's stem (names result files)
 
 
 def load_eval_data(config, model, split: str = "test", data: str | None = None, limit: int | None = None,
@@ -54,7 +55,7 @@ def load_eval_data(config, model, split: str = "test", data: str | None = None, 
         run_path: the run directory, for messages.
     """
     if data is not None:
-        split_data, where, name = read_split(data), str(data), Path(data).stem
+        split_data, where, name = read_split(data), str(data), f"data-{Path(data).stem}"
     else:
         dataset = load_data(config.train.data, data_dir, config.train.valid_data, config.train.test_data)
         split_data = dataset.split(split)
@@ -76,7 +77,8 @@ def evaluate_run(
     data_dir: str | None = None, device: str = "auto", seed: int = 0, batch_size: int = 100, progress: bool = True,
     inference: dict | None = None, data: str | None = None,
 ) -> dict:
-    """ELBO, importance-sampled NLL and bits/dim of a run on ``split``; also written to ``RUN/eval-SPLIT.json``.
+    """ELBO, importance-sampled NLL and bits/dim of a run on ``split``; also written to ``RUN/eval-SPLIT.json``
+    (see :func:`result_path`: an earlier, different evaluation is never replaced).
 
     The proposal is the run's inference strategy's guide: the encoder, the refined encoder
     (semi-amortized) or posteriors fitted per data point with the model frozen (per-datapoint).
@@ -95,7 +97,7 @@ def evaluate_run(
         progress: show a progress bar.
         inference: test-time strategy settings (``strategy``, ``local_steps``, ``local_lr``, ``local_tol``).
         data: a data file (``.npy``, ``.npz``, ``.pt``) to evaluate on instead of the run's own
-            split; the results go to ``RUN/eval-<file stem>.json``.
+            split; the results go to ``RUN/eval-data-<file stem>.json``.
 
     Raises:
         ValueError: before any computation, for a setting out of range (naming its flag), data of
@@ -111,7 +113,10 @@ def evaluate_run(
     settings = dataclasses.replace(config.train, **(inference or {}))  # TrainConfig checks the overrides
     check_strategy(settings.strategy)
     points = load_eval_data(config, model, split, data, limit, data_dir, dev, seed, run.path)
-    out_path = inside(run.path, f"eval-{points.name}.json")
+    source = str(data) if data is not None else split_source(config.train, split)
+    asked = {"data": source, "split": None if data is not None else split, "nll_samples": nll_samples, "limit": limit,
+             "seed": seed, "batch_size": batch_size, "inference": {k: getattr(settings, k) for k in INFERENCE}}
+    out_path = result_path(run.path, points.name, asked)
     x, y = points.x, points.y
     pyro.set_rng_seed(seed)
     t0 = time.perf_counter()
@@ -119,9 +124,35 @@ def evaluate_run(
         strategy = build_strategy(model, settings, x)
         result = estimate_log_likelihood(model, x, nll_samples, batch_size=batch_size, progress=progress,
                                          guide_for=strategy.guide_for, y=y)
-    out = {**result.to_json(), "strategy": settings.strategy, "split": split if data is None else None,
-           "data": config.train.data if data is None else str(data), "run": str(run.path),
-           "density_model": getattr(model, "density_model", True), "seconds": round(time.perf_counter() - t0, 2)}
+    out = {**result.to_json(), "strategy": settings.strategy, "split": asked["split"], "data": source,
+           "run": str(run.path), "density_model": getattr(model, "density_model", True),
+           "seconds": round(time.perf_counter() - t0, 2), "settings": asked, "file": str(out_path)}
     text = json.dumps(out, indent=2).encode()
     atomic_write(out_path, lambda f: f.write(text))
     return out
+
+
+INFERENCE = ("strategy", "local_steps", "local_lr", "local_tol")  # the test-time inference settings
+
+
+def split_source(train, split: str) -> str:
+    """The data a run's ``split`` comes from: its own file (``--valid-data``/``--test-data``), else the
+    training data (a built-in dataset's name, or the file the split was carved from)."""
+    own = {"train": train.data, "valid": train.valid_data, "test": train.test_data}[split]
+    return own or train.data
+
+
+def result_path(run_path: Path, name: str, asked: dict) -> Path:
+    """``RUN/eval-NAME.json``, unless it holds another evaluation (other data or settings): then the first
+    of ``eval-NAME-2.json``, ``-3`` ... that is free or holds this same one. No result is ever replaced
+    by a different evaluation; an unreadable file is kept too."""
+    for i in itertools.count(1):
+        path = inside(run_path, f"eval-{name}.json" if i == 1 else f"eval-{name}-{i}.json")
+        if not path.exists():
+            return path
+        try:
+            if json.loads(path.read_text()).get("settings") == json.loads(json.dumps(asked)):
+                return path
+        except (OSError, ValueError, AttributeError):
+            pass
+    raise AssertionError("unreachable")

@@ -51,10 +51,29 @@ def test_eval_on_the_test_file_and_on_other_data(user_run, user_files, capsys):
     assert main(["eval", str(user_run), "--nll-samples", "10", "--json"]) == 0
     own = json.loads(capsys.readouterr().out)
     assert own["n"] == 180 and own["split"] == "test"
+    assert own["data"] == str((user_files / "test.npy").resolve())  # the file the test split came from
     assert main(["eval", str(user_run), "--data", str(user_files / "other.npy"), "--nll-samples", "10", "--json"]) == 0
     other = json.loads(capsys.readouterr().out)
     assert other["n"] == 50 and other["data"].endswith("other.npy") and np.isfinite(other["nll"])
-    assert (user_run / "eval-other.json").exists()
+    assert (user_run / "eval-data-other.json").exists()
+
+
+def test_an_evaluation_never_replaces_a_different_one(user_run, user_files, capsys):
+    """A data file named like a split, and a second K, each keep the earlier result files."""
+    assert main(["eval", str(user_run), "--nll-samples", "20", "--limit", "30", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    data = user_files / "sub" / "test.npy"
+    data.parent.mkdir(exist_ok=True)
+    shutil.copy(user_files / "other.npy", data)
+    assert main(["eval", str(user_run), "--data", str(data), "--nll-samples", "5", "--json"]) == 0
+    by_file = json.loads(capsys.readouterr().out)
+    assert by_file["file"].endswith("eval-data-test.json") and by_file["data"] == str(data)
+    assert main(["eval", str(user_run), "--nll-samples", "5", "--limit", "30", "--json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["file"] != first["file"] and json.loads(Path(first["file"]).read_text())["nll_samples"] == 20
+    assert main(["eval", str(user_run), "--nll-samples", "20", "--limit", "30", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["file"] == first["file"] and again["nll"] == first["nll"]  # the same evaluation, repeated
 
 
 def test_eval_on_data_of_the_wrong_shape_names_the_file(user_run, user_files, capsys):
