@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from ppl_models.train.checkpoint import list_checkpoints, load_latest, remove_stale_temporaries
+from ppl_models.train.lock import run_lock
 from ppl_models.train.metrics import MetricsLog
 from ppl_models.train.run import RunConfig, RunDir
 from ppl_models.train.trainer import AfterStep, Trainer
@@ -47,10 +48,16 @@ def fit(run: RunDir, config: RunConfig, dataset, resume: bool = False, progress:
             the run directory is left at its last good checkpoint.
         TrainingStopped: SIGINT or SIGTERM arrived; a checkpoint was written first.
         OSError: a checkpoint could not be written (the previous one is intact).
+        RunLocked: another process is training into ``run`` (see :mod:`ppl_models.train.lock`).
     """
     if list_checkpoints(run.checkpoints) and not resume:
         raise FileExistsError(f"{run.path} already holds checkpoints; pass --resume to continue it or choose another --out")
-    trainer = Trainer(run, config, dataset, progress, after_step)
+    trainer = Trainer(run, config, dataset, progress, after_step)  # checks every input; writes nothing
+    with run_lock(run.path):  # a second writer is refused here, naming the first one's process
+        return _train(run, config, trainer, resume)
+
+
+def _train(run: RunDir, config: RunConfig, trainer: Trainer, resume: bool) -> torch.nn.Module:
     remove_stale_temporaries(run.checkpoints)
     loaded = load_latest(run.checkpoints) if resume else None
     run.save_config(config)

@@ -266,7 +266,7 @@ CASES = [
     ("compare-no-strategy", "compare-inference --data digits --strategies , --out {out}", ["--strategies names no strategy"]),
     # --- output paths stay inside the run directory --------------------------------------------
     ("eval-output-links-out", "eval {tmp}/run-copy --data {root}/plain.npy",
-     ["eval-plain.json", "outside the directory"], _link_out("eval-plain.json")),
+     ["eval-data-plain.json", "outside the directory"], _link_out("eval-data-plain.json")),
     ("probe-output-links-out", "probe {tmp}/run-copy", ["probe.json", "outside the directory"], _link_out("probe.json")),
     ("compare-runs-link-out", "compare-inference --data digits --strategies elbo --out {tmp}/out",
      ["runs", "outside the directory"], _runs_link),
