@@ -48,9 +48,13 @@ def prepare_data(model: torch.nn.Module, dataset, tc: TrainConfig, device: torch
 
     Raises:
         ValueError: naming the split (and file), the index, its row in the file and the value of the
-            first observation or label the model cannot take.
+            first observation or label the model cannot take; or a batch larger than the training split.
     """
     use = label_use(model)
+    n_train = len(dataset.train)
+    if tc.batch_size > n_train:
+        raise ValueError(f"--batch-size {tc.batch_size} is larger than the {n_train} training points of "
+                         f"{dataset.name}; use at most {n_train}")
     for name in ("train", "valid", "test"):
         split, where = dataset.split(name), f"{dataset.name}/{name}"
         if use is not None:

@@ -241,6 +241,8 @@ CASES = [
     # --- nonsensical settings, on every command ------------------------------------------------
     ("particles-0", "train vae --particles 0 --out {out}", ["particles must be at least 1, got 0"]),
     ("batch-size-0", "train vae --batch-size 0 --out {out}", ["batch_size must be at least 1, got 0"]),
+    ("batch-size-above-the-data", "train vae --data digits --batch-size 100000 --out {out}",
+     ["--batch-size 100000 is larger than the 1437 training points of digits; use at most 1437"]),
     ("lr-0", "train vae --lr 0 --out {out}", ["lr must be positive and finite, got 0.0"]),
     ("lr-inf", "train vae --lr inf --out {out}", ["lr must be positive and finite, got inf"]),
     ("epochs-0", "train vae --epochs 0 --out {out}", ["epochs must be at least 1, got 0"]),
