@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> None:
 
     from ppl_models.data import load_data
     from ppl_models.evaluate.checks import at_least
-    from ppl_models.evaluate.samples import as_images, sample_observations, save_grid
+    from ppl_models.evaluate.samples import as_images, grid_columns, sample_observations, save_grid
     from ppl_models.models.protocol import check_event_shape
     from ppl_models.train import RunDir
 
@@ -37,5 +37,6 @@ def run(args: argparse.Namespace) -> None:
         check_event_shape(data.x, config.event_shape, f"{config.train.data}/test",
                           f"the run {args.run_dir} was trained on")
     pyro.set_rng_seed(args.seed)
-    path = save_grid(as_images(sample_observations(model, args.n, mean=args.mean, data=data)), args.out)
+    path = save_grid(as_images(sample_observations(model, args.n, mean=args.mean, data=data)), args.out,
+                     grid_columns(model))
     print(f"saved {args.n} {'means' if args.mean else 'draws'} to {path}")

@@ -9,8 +9,17 @@ import torch
 from pyro import poutine
 
 from ppl_models.evaluate.checks import at_least
+from ppl_models.models.protocol import label_use
 
 MIN_CELL_PIXELS = 28  # small images (8x8 digits) are enlarged to at least this size per cell
+
+
+def grid_columns(model) -> int | None:
+    """Columns of a sample grid: one per class for a model that uses labels and declares
+    ``config.classes`` (its samples cycle through the classes, so each column shows one class),
+    else None (a square grid)."""
+    classes = getattr(getattr(model, "config", None), "classes", None)
+    return classes if label_use(model) is not None and isinstance(classes, int) and classes > 0 else None
 
 
 def sample_inputs(model, data, n: int) -> dict:
@@ -81,8 +90,8 @@ def save_sample_grids(model, directory: str | Path, n: int = 64, data=None) -> l
     ``data`` is the split :func:`sample_inputs` may draw from.
     """
     directory = Path(directory)
-    return [save_grid(as_images(sample_observations(model, n, mean=m, data=data)), directory / f"{name}.png")
-            for name, m in (("mean", True), ("draws", False))]
+    return [save_grid(as_images(sample_observations(model, n, mean=m, data=data)), directory / f"{name}.png",
+                      grid_columns(model)) for name, m in (("mean", True), ("draws", False))]
 
 
 def as_images(samples: torch.Tensor) -> torch.Tensor:

@@ -123,3 +123,13 @@ def test_a_corrupt_newest_checkpoint_is_reported_and_skipped(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "ppl eval: warning: checkpoint " in err and "step-00000015.pt is corrupt" in err
     assert "falling back to step-00000010.pt" in err
+
+
+@pytest.mark.parametrize("model, extra", [("cvae", []), ("m2", ["--labelled", "100"])])
+def test_label_conditioned_samples_put_one_class_in_each_column(model, extra, tmp_path):
+    run = tmp_path / model
+    assert main(["train", model, *TINY, *extra, "--out", str(run)]) == 0
+    assert main(["sample", str(run), "-n", "64", "--out", str(tmp_path / "grid.png")]) == 0
+    cell = 8 * 4 + 1  # 8x8 digits enlarged 4x, one pixel of padding
+    assert Image.open(tmp_path / "grid.png").size == (10 * cell + 1, 7 * cell + 1)  # 10 columns, 64 = 6 x 10 + 4
+    assert Image.open(run / "samples" / "mean.png").size[0] == 10 * cell + 1
