@@ -102,8 +102,17 @@ def check_strategy(name: str) -> None:
 
 
 def build_strategy(module: torch.nn.Module, config: TrainConfig, train_x: torch.Tensor) -> Strategy:
-    """The strategy ``config.strategy`` for ``module``, sized for the training data ``train_x``."""
+    """The strategy ``config.strategy`` for ``module``, sized for the training data ``train_x``.
+
+    Raises:
+        ValueError: an unknown strategy, or a non-amortized one for a model without a density (a
+            deterministic autoencoder has no posterior to fit per data point).
+    """
     check_strategy(config.strategy)
+    if config.strategy != "amortized" and not getattr(module, "density_model", True):
+        raise ValueError(f"--strategy {config.strategy} fits a posterior per data point, but "
+                         f"{type(module).__name__} is not a density model (its code is deterministic); "
+                         f"use --strategy amortized")
     return _STRATEGIES[config.strategy].cls(module, config, train_x)
 
 
