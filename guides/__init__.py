@@ -1,8 +1,9 @@
 """Amortized guides: networks that map observed data to a posterior approximation q(z | x)."""
 
-from guides.auto import FAMILIES, AmortizedGuide, GuideConfig, attach_guide
+from guides.auto import FAMILIES, AmortizedGuide, attach_guide
+from guides.config import GuideConfig
 from guides.encoder import DiagonalNormalEncoder
-from guides.families import family_names, register_family
+from guides.registry import family_names, register_family
 
 __all__ = ["FAMILIES", "AmortizedGuide", "DiagonalNormalEncoder", "GuideConfig", "attach_guide", "family_names",
            "register_family"]

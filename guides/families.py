@@ -13,7 +13,6 @@ bounded or simplex-valued latents keep their support.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable
 
 import pyro
 import pyro.distributions as dist
@@ -21,11 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from guides.config import GuideConfig
 from guides.encoder import MIN_SCALE
+from guides.registry import family_class, register_family
 from guides.sites import LatentSite, inside
-
-if TYPE_CHECKING:
-    from guides.auto import GuideConfig
 
 # Initial posterior scales, in the unconstrained space. Local: the encoder starts every q(z | x) at
 # half the width of a unit prior, narrow enough that the decoder sees z carry signal from the first
@@ -65,7 +63,7 @@ class Family(nn.Module):
         config: the guide's configuration (rank, flows, ... as the family needs).
     """
 
-    def __init__(self, sites: list[LatentSite], features: int, config: "GuideConfig"):
+    def __init__(self, sites: list[LatentSite], features: int, config: GuideConfig):
         super().__init__()
         self.sites = sites
         self.sizes = [s.size for s in sites]
@@ -84,31 +82,9 @@ class Family(nn.Module):
         raise NotImplementedError
 
 
-_FAMILIES: dict[str, type[Family]] = {}
-
-
-def register_family(name: str) -> Callable[[type[Family]], type[Family]]:
-    """Class decorator registering a :class:`Family` under ``name``."""
-
-    def decorator(cls: type[Family]) -> type[Family]:
-        if name in _FAMILIES:
-            raise ValueError(f"guide family {name!r} is already registered by {_FAMILIES[name].__qualname__}")
-        _FAMILIES[name] = cls
-        return cls
-
-    return decorator
-
-
-def family_names() -> tuple[str, ...]:
-    """The registered family names, in registration order."""
-    return tuple(_FAMILIES)
-
-
-def build_family(name: str, sites: list[LatentSite], features: int, config: "GuideConfig") -> Family:
+def build_family(name: str, sites: list[LatentSite], features: int, config: GuideConfig) -> Family:
     """Instantiate family ``name``; an unknown name is an error listing the registered ones."""
-    if name not in _FAMILIES:
-        raise ValueError(f"unknown guide family {name!r}; choose one of {', '.join(_FAMILIES)}")
-    return _FAMILIES[name](sites, features, config)
+    return family_class(name)(sites, features, config)
 
 
 @register_family("normal")
@@ -119,7 +95,7 @@ class NormalFamily(Family):
 
     description = "a diagonal Normal per site (mean-field; works with STL and DReG)"
 
-    def __init__(self, sites: list[LatentSite], features: int, config: "GuideConfig"):
+    def __init__(self, sites: list[LatentSite], features: int, config: GuideConfig):
         super().__init__(sites, features, config)
         self.head = nn.Linear(features, 2 * self.dim)
         with torch.no_grad():
@@ -160,6 +136,3 @@ class GlobalNormal(nn.Module):
         """Sample the site inside its plates (a Pyro program)."""
         with inside(self.site, plates):
             return pyro.sample(self.site.name, site_normal(self.site, self.loc, positive_scale(self.raw_scale)))
-
-
-from guides import joint_families  # noqa: E402,F401  (registers lowrank and iaf)

@@ -10,7 +10,6 @@ sum to log q(z | x), and correlations between sites are kept.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
 
 import pyro
 import pyro.distributions as dist
@@ -20,12 +19,12 @@ from pyro.distributions.transforms import ConditionalAffineAutoregressive
 from pyro.nn import ConditionalAutoRegressiveNN
 from torch import nn
 
-from guides.families import LOCAL_INIT_SCALE, Family, inverse_softplus, positive_scale, register_family
+from guides.config import GuideConfig
+from guides.families import LOCAL_INIT_SCALE, Family, inverse_softplus, positive_scale
+from guides.registry import register_family
 from guides.sites import DATA_PLATE, LatentSite, inside
 from ppl_models.nets import activation
 
-if TYPE_CHECKING:
-    from guides.auto import GuideConfig
 
 JOINT_SITE = "_auto_latent"  # the auxiliary site holding the joint unconstrained vector
 
@@ -62,7 +61,7 @@ class LowRankFamily(JointFamily):
 
     description = "one low-rank-plus-diagonal Normal over all local sites (--guide-rank)"
 
-    def __init__(self, sites: list[LatentSite], features: int, config: "GuideConfig"):
+    def __init__(self, sites: list[LatentSite], features: int, config: GuideConfig):
         super().__init__(sites, features, config)
         self.rank = config.rank
         self.head = nn.Linear(features, self.dim * (2 + self.rank))
@@ -97,7 +96,7 @@ class IAFFamily(JointFamily):
 
     description = "a Normal pushed through --flows x-conditioned IAF transforms (Kingma et al. 2016)"
 
-    def __init__(self, sites: list[LatentSite], features: int, config: "GuideConfig"):
+    def __init__(self, sites: list[LatentSite], features: int, config: GuideConfig):
         super().__init__(sites, features, config)
         narrow = [w for w in config.flow_hidden if w < self.dim]
         if narrow:

@@ -242,7 +242,8 @@ def build_model(name: str, config: Any, event_shape: tuple[int, ...], guide: Any
         guide: a :class:`guides.auto.GuideConfig`; by default the model's own guide if it has one,
             else an automatic amortized guide (:mod:`guides.auto`).
     """
-    from guides.auto import GuideConfig, attach_guide
+    from guides.auto import attach_guide
+    from guides.config import GuideConfig
     from ppl_models.models.protocol import label_use
 
     entry = get_model(name)

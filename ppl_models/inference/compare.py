@@ -23,7 +23,7 @@ from typing import Any
 import pyro
 import torch
 
-from guides.auto import GuideConfig
+from guides.config import GuideConfig
 from ppl_models.data import Dataset, load_data
 from ppl_models.data.base import Split
 from ppl_models.diagnostics.gaps import inference_gaps

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from guides.auto import GuideConfig
+from guides.config import GuideConfig
 from ppl_models.data import Dataset, load_data
 from ppl_models.data.user_files import is_data_file
 from ppl_models.inference import check_strategy

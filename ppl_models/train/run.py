@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from guides.auto import GuideConfig
+from guides.config import GuideConfig
 from ppl_models.atomic import atomic_write
 from ppl_models.registry import build_model, model_config
 from ppl_models.train.checkpoint import load_latest
