@@ -20,7 +20,7 @@ from torch import nn
 from guides.config import DEFAULT, GuideConfig
 from guides.families import GlobalNormal, build_family
 from guides.joint_families import JOINT_SITE  # also registers the lowrank and iaf families
-from guides.registry import family_names
+from guides.registry import family_class, family_names
 from guides.sites import find_latent_sites, plates
 from ppl_models.nets import activation, mlp
 
@@ -127,9 +127,7 @@ def attach_guide(module: nn.Module, event_shape, config: GuideConfig,
 
 def available_guides() -> dict[str, str]:
     """``--guide`` choices mapped to one-line descriptions (each family class's ``description``)."""
-    from guides.families import _FAMILIES
-
     out = {DEFAULT: "the model's own guide if it has one, else normal"}
-    for name, cls in _FAMILIES.items():
-        out[name] = getattr(cls, "description", name)
+    for name in family_names():
+        out[name] = getattr(family_class(name), "description", name)
     return out
