@@ -50,7 +50,7 @@ def add_model_settings(p: argparse.ArgumentParser) -> None:
     """``--set FIELD=VALUE``: any field of the model's config dataclass."""
     p.add_argument("--set", dest="model_settings", action="append", default=[], metavar="FIELD=VALUE",
                    help="a field of the model's config, e.g. --set beta=4 or --set hidden=200,200 (repeatable; "
-                        "`ppl models` lists each model's fields)")
+                        "`ppl models --fields` lists each model's fields)")
 
 
 def parse_settings(items: list[str]) -> dict:
