@@ -132,7 +132,10 @@ class IWAE(DifferentiableELBO):
         local = all(_in_data_plate(s) for s in model_sites + latent if not s["is_observed"])
         scales = {float(s["scale"]) for s in model_sites + latent}
         if len(scales) > 1:
-            raise ValueError(f"iwae needs one scale for every site of a data point, got {sorted(scales)}")
+            raise ValueError(f"iwae needs one scale for every site of a data point, got {sorted(scales)}: the model "
+                             "weights some of its terms (as a beta-VAE's KL weight or M2's classification term "
+                             "do), and the importance-weighted bound is defined for the unweighted joint "
+                             "p(x, z); train with --objective elbo or elbo-analytic")
         scale = scales.pop() if scales else 1.0
         if not local and scale != 1.0:
             raise ValueError("iwae with a global latent site cannot subsample the data plate")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyro
 import torch
+from pyro.util import get_rng_state, set_rng_state
 
 from ppl_models.models.likelihoods import check_probabilities
-from ppl_models.models.protocol import UNKNOWN_LABEL, check_labels, check_observations, label_use
+from ppl_models.models.protocol import UNKNOWN_LABEL, bind_labels, check_labels, check_observations, label_use
+from ppl_models.objectives import build_objective
 from ppl_models.train.batches import hide_labels
 from ppl_models.train.config import TrainConfig
 
@@ -76,3 +79,37 @@ def prepare_data(model: torch.nn.Module, dataset, tc: TrainConfig, device: torch
             known = train_y != UNKNOWN_LABEL
     move = (lambda y: None if y is None else y.to(device))
     return TrainingData(train_x, valid_x, move(train_y), move(valid_y), known)
+
+
+def check_objective(model: torch.nn.Module, tc: TrainConfig, data: TrainingData) -> None:
+    """Evaluate the training objective once, without a step, on two training points of each kind of
+    batch (labelled and unlabelled for a semi-supervised model), so that an objective the model
+    cannot take is refused before anything is written. It runs in eval mode and restores the RNG
+    state, so a seeded run draws and trains exactly as it would without this check.
+
+    Raises:
+        ValueError: the objective's own message (e.g. IWAE on a model that scales some sites).
+    """
+    objective = build_objective(tc.objective, tc.particles, tc.grad_estimator)  # a fresh one: no cached state
+    n = data.train_x.shape[0]
+    if data.known is None:
+        kinds = [(torch.arange(min(2, n)), True)]
+    else:
+        kinds = [(data.known.nonzero()[:2, 0], True), ((~data.known).nonzero()[:2, 0], False)]
+    rng, training = get_rng_state(), model.training
+    model.eval()  # no running statistics (batch norm) change
+    try:
+        with pyro.validation_enabled(False):
+            for idx, labelled in kinds:
+                if idx.numel() == 0:
+                    continue
+                idx = idx.to(data.train_x.device)
+                xb = data.train_x.index_select(0, idx)
+                if tc.binarize == "dynamic":
+                    xb = torch.bernoulli(xb)
+                yb = data.train_y.index_select(0, idx) if data.train_y is not None and labelled else None
+                view = bind_labels(model, yb)
+                objective.differentiable_loss(view.model, view.guide, xb)
+    finally:
+        set_rng_state(rng)
+        model.train(training)

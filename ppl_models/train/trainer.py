@@ -25,7 +25,7 @@ from ppl_models.train.checkpoint import load_latest, save_checkpoint
 from ppl_models.train.metrics import MetricsLog
 from ppl_models.train.nonfinite import NonFinite, NonFiniteError, SiteCheck, StepHooks, all_finite, first_nonfinite
 from ppl_models.train.run import RunConfig, RunDir
-from ppl_models.train.setup import make_optimizer, prepare_data, resolve_device
+from ppl_models.train.setup import check_objective, make_optimizer, prepare_data, resolve_device
 from ppl_models.train.signals import GracefulStop, TrainingStopped
 
 AfterStep = Callable[[int, torch.nn.Module], None]
@@ -49,6 +49,7 @@ class Trainer:
         self.objective = build_objective(tc.objective, tc.particles, tc.grad_estimator)
         self.data = prepare_data(self.model, dataset, tc, self.device)
         self.strategy = build_strategy(self.model, tc, self.data.train_x)
+        check_objective(self.model, tc, self.data)  # an objective the model cannot take fails here, not mid-run
         self.n_steps = steps_per_epoch(self.data.train_x.shape[0], tc.batch_size, self.data.known)
         self.data_rng = torch.Generator().manual_seed(tc.seed)
         self.epoch_rng = self.data_rng.get_state()  # the data RNG as the current epoch began
