@@ -84,8 +84,9 @@ def prepare_data(model: torch.nn.Module, dataset, tc: TrainConfig, device: torch
 def check_objective(model: torch.nn.Module, tc: TrainConfig, data: TrainingData) -> None:
     """Evaluate the training objective once, without a step, on two training points of each kind of
     batch (labelled and unlabelled for a semi-supervised model), so that an objective the model
-    cannot take is refused before anything is written. It runs in eval mode and restores the RNG
-    state, so a seeded run draws and trains exactly as it would without this check.
+    cannot take is refused before anything is written. It runs in training mode (a beta-VAE
+    weights its KL only then) and puts the RNG state and the module's buffers back, so a seeded run
+    draws and trains exactly as it would without this check.
 
     Raises:
         ValueError: the objective's own message (e.g. IWAE on a model that scales some sites).
@@ -96,8 +97,8 @@ def check_objective(model: torch.nn.Module, tc: TrainConfig, data: TrainingData)
         kinds = [(torch.arange(min(2, n)), True)]
     else:
         kinds = [(data.known.nonzero()[:2, 0], True), ((~data.known).nonzero()[:2, 0], False)]
-    rng, training = get_rng_state(), model.training
-    model.eval()  # no running statistics (batch norm) change
+    rng = get_rng_state()
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]  # running statistics (batch norm) are put back
     try:
         with pyro.validation_enabled(False):
             for idx, labelled in kinds:
@@ -112,4 +113,6 @@ def check_objective(model: torch.nn.Module, tc: TrainConfig, data: TrainingData)
                 objective.differentiable_loss(view.model, view.guide, xb)
     finally:
         set_rng_state(rng)
-        model.train(training)
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
