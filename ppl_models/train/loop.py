@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import torch
 
+from ppl_models.paths import inside
 from ppl_models.train.checkpoint import list_checkpoints, load_latest, remove_stale_temporaries
+from ppl_models.train.curves import save_curves
 from ppl_models.train.lock import run_lock
 from ppl_models.train.metrics import MetricsLog
 from ppl_models.train.run import RunConfig, RunDir
@@ -27,12 +29,13 @@ from ppl_models.train.trainer import AfterStep, Trainer
 
 
 def fit(run: RunDir, config: RunConfig, dataset, resume: bool = False, progress: bool = True,
-        after_step: AfterStep | None = None) -> torch.nn.Module:
+        after_step: AfterStep | None = None, verbose: bool = True) -> torch.nn.Module:
     """Train ``config`` on ``dataset`` into the run directory ``run``; return the trained model.
 
     Per-epoch metrics go to ``run.metrics_path``; checkpoints to ``run.checkpoints`` (one at step 0,
     every ``checkpoint_every`` steps, and at each epoch's end); events such as rollbacks to
-    ``run.events_path``.
+    ``run.events_path``; at the end, the curves of the metrics to ``run.figures / "curves.png"``
+    (a failure to write them is a printed warning, not an error).
 
     Args:
         run: where config, checkpoints and metrics go.
@@ -42,6 +45,7 @@ def fit(run: RunDir, config: RunConfig, dataset, resume: bool = False, progress:
         progress: show a tqdm progress bar.
         after_step: called as ``after_step(step, model)`` after every optimizer step (monitoring,
             fault injection in tests).
+        verbose: print a line per epoch and per event (events always go to ``events.log``).
 
     Raises:
         NonFiniteError: a non-finite loss or parameter that retries (if any) could not get past;
@@ -52,7 +56,7 @@ def fit(run: RunDir, config: RunConfig, dataset, resume: bool = False, progress:
     """
     if list_checkpoints(run.checkpoints) and not resume:
         raise FileExistsError(f"{run.path} already holds checkpoints; pass --resume to continue it or choose another --out")
-    trainer = Trainer(run, config, dataset, progress, after_step)  # checks every input; writes nothing
+    trainer = Trainer(run, config, dataset, progress, after_step, verbose)  # checks every input; writes nothing
     with run_lock(run.path):  # a second writer is refused here, naming the first one's process
         return _train(run, config, trainer, resume)
 
@@ -65,10 +69,20 @@ def _train(run: RunDir, config: RunConfig, trainer: Trainer, resume: bool) -> to
         if loaded is not None:
             path, state = loaded
             trainer.load_state_dict(state)
-            trainer.bar.write(f"resuming {run.path} at step {trainer.step} (epoch {trainer.epochs_done + 1}, "
+            trainer.say(f"resuming {run.path} at step {trainer.step} (epoch {trainer.epochs_done + 1}, "
                               f"batch {trainer.batch}) from {path.name}")
             metrics = MetricsLog(run.metrics_path, resume_epoch=trainer.epochs_done)
         else:
             metrics = MetricsLog(run.metrics_path)
             trainer.save()  # step 0: a run killed before its first interval resumes, and rollbacks have a target
-        return trainer.train(metrics)
+        model = trainer.train(metrics)
+    _save_curves(run, trainer)
+    return model
+
+
+def _save_curves(run: RunDir, trainer: Trainer) -> None:
+    """Write ``RUN/figures/curves.png``; a failure is a warning, never the loss of a trained run."""
+    try:
+        save_curves(run.metrics_path, inside(run.path, "figures", "curves.png"))
+    except (OSError, ValueError) as e:  # ValueError: figures/ is a link out of the run directory
+        trainer.bar.write(f"warning: could not write {run.figures / 'curves.png'}: {e}")  # even when quiet

@@ -1,0 +1,65 @@
+"""RUN/figures/curves.png: train and validation ELBO against step and wall time, drawn from metrics.csv."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ppl_models.atomic import atomic_write
+from ppl_models.train.metrics import MetricsLog
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with the training loop
+    from matplotlib.figure import Figure
+
+
+def plot_curves(rows: list[dict[str, str]]) -> Figure:
+    """Two panels, against step and against wall time: the train ELBO (``-train_loss``, the mean over
+    the epoch's steps) and the validation ELBO (at the epoch's end), in nats per data point.
+
+    Args:
+        rows: rows of a metrics file, as :meth:`MetricsLog.read` gives them.
+    """
+    from matplotlib.figure import Figure
+
+    def column(name: str) -> list[float]:
+        return [float(r[name]) for r in rows]
+
+    train, valid = [-x for x in column("train_loss")], column("valid_elbo")
+    fig = Figure(figsize=(11, 4), layout="tight")
+    by_step, by_time = fig.subplots(1, 2, sharey=True)
+    for ax, x, xlabel, title in ((by_step, column("step"), "optimizer step", "against step"),
+                                 (by_time, column("elapsed_s"), "training wall time (s)", "against wall time")):
+        ax.plot(x, train, marker="o", ms=3, label="train ELBO (−train loss, epoch mean)")
+        ax.plot(x, valid, marker="o", ms=3, label="validation ELBO (epoch end)")
+        ax.set(xlabel=xlabel, title=title)
+        ax.grid(alpha=0.3)
+    by_step.set_ylabel("ELBO (nats per data point)")
+    by_step.legend(fontsize=8)
+    return fig
+
+
+def save_curves(metrics_path: str | Path, path: str | Path) -> Path | None:
+    """Draw the curves of ``metrics_path`` into the PNG ``path``, atomically; its folder is created.
+
+    Uses matplotlib's Agg canvas directly, so no global backend is set and no display is needed.
+
+    Returns:
+        ``path``, or ``None`` (nothing written) if the metrics file has no rows yet.
+
+    Raises:
+        OSError: the metrics file cannot be read or the figure cannot be written.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    rows = MetricsLog.read(Path(metrics_path))
+    if not rows:
+        return None
+    fig = plot_curves(rows)
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    return path
