@@ -1,20 +1,13 @@
-"""Your own model in one file: write the Pyro program, get an amortized guide, train, evaluate, sample.
-
-    ppl train examples/your_own_model.py:ink-vae --data digits --epochs 50 --out runs/ink
-    python examples/your_own_model.py --epochs 50 --out runs/ink
-
-No guide is written: the registry builds an amortized one from the model's latent sites (a Normal
-on the real line for ``z``, mapped into (0, inf) for the positive ``ink``).
-"""
+"""Your own model in one file: the Pyro program alone; the amortized guide is built from its sites.
+Run it, or `ppl train examples/your_own_model.py:ink-vae --data digits --epochs 50 --out runs/ink`."""
 import argparse
 from dataclasses import dataclass
 
 import pyro
 import pyro.distributions as dist
 import torch
-from torch import nn
 
-from ppl_models import register_model
+import ppl_models as ppl
 from ppl_models.nets import mlp
 
 
@@ -24,8 +17,8 @@ class InkVAEConfig:
     hidden: int = 200  # width of the decoder's hidden layer
 
 
-@register_model("ink-vae", InkVAEConfig, "VAE with a Laplace shape code and a positive per-image ink level")
-class InkVAE(nn.Module):
+@ppl.register_model("ink-vae", InkVAEConfig, "VAE with a Laplace shape code and a positive per-image ink level")
+class InkVAE(torch.nn.Module):
     observed_sites = ("x",)
 
     def __init__(self, config: InkVAEConfig, event_shape: torch.Size):
@@ -44,23 +37,14 @@ class InkVAE(nn.Module):
 
 
 def main(argv=None) -> dict:
-    """Train ``ink-vae`` on digits, print its test log-likelihood and save sample grids."""
-    from ppl_models.data import load_data
-    from ppl_models.evaluate import estimate_log_likelihood
-    from ppl_models.evaluate.samples import save_sample_grids
-    from ppl_models.train import RunDir, TrainConfig, fit
-    from ppl_models.train.configure import new_run_config
-
-    ap = argparse.ArgumentParser(description="train, evaluate and sample the ink-vae")
-    ap.add_argument("--epochs", type=int, default=50)
-    ap.add_argument("--out", default="runs/ink")
+    """Train ``ink-vae`` on digits, print its test log-likelihood; sample grids go to OUT/samples."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=50, help="passes over the training digits")
+    ap.add_argument("--out", default="runs/ink", help="run directory")
     args = ap.parse_args(argv)
-    data = load_data("digits")  # the run records this file, so `ppl eval/sample RUN` find the model
-    config = new_run_config(f"{__file__}:ink-vae", {}, TrainConfig(data="digits", epochs=args.epochs), data)
-    model = fit(RunDir(args.out), config, data)
-    result = estimate_log_likelihood(model, data.test.x, num_samples=500)
-    save_sample_grids(model, f"{args.out}/samples")
-    print(f"test ELBO {result.elbo:.2f}, NLL {result.nll:.2f} nats; samples in {args.out}/samples")
+    run = ppl.train(f"{__file__}:ink-vae", data="digits", epochs=args.epochs, out=args.out)  # records this file
+    result = run.evaluate(nll_samples=500, progress=False)
+    print(f"test ELBO {result.elbo:.2f}, NLL {result.nll:.2f} nats; samples in {run.path}/samples")
     return result.to_json()
 
 

@@ -8,5 +8,10 @@ evaluation reads the same programs back through Pyro's effect handlers.
 __version__ = "0.1.0"
 
 from ppl_models.registry import register_model  # noqa: E402  (the one import a model file needs)
+from ppl_models import models  # noqa: E402  (ppl.models.VAE and the other model classes)
+from ppl_models.api import (CompareResult, DiagnoseResult, EvalResult, Run, compare_inference, load,  # noqa: E402
+                            train)
+from ppl_models.diagnostics import DiagnoseConfig, diagnose  # noqa: E402  (any module, no run directory)
 
-__all__ = ["register_model"]
+__all__ = ["CompareResult", "DiagnoseConfig", "DiagnoseResult", "EvalResult", "Run", "compare_inference", "diagnose",
+           "load", "models", "register_model", "train"]

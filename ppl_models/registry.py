@@ -143,6 +143,20 @@ def _load_file(path: Path) -> dict[str, ModelEntry]:
     return entries
 
 
+def registered_name(cls: type) -> str:
+    """The name a built-in or installed model class was registered under.
+
+    Raises:
+        ValueError: ``cls`` is not registered, listing the names that are.
+    """
+    _load_builtin_models()
+    for name, entry in _MODELS.items():
+        if entry.cls is cls:
+            return name
+    raise ValueError(f"{getattr(cls, '__qualname__', cls)!r} is not a registered model; decorate it with "
+                     f"@register_model(name), or give a name ({', '.join(sorted(_MODELS))}) or path.py:NAME")
+
+
 def available_models() -> dict[str, str]:
     """Names of the registered models mapped to their one-line descriptions."""
     _load_builtin_models()

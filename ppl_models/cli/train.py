@@ -69,18 +69,15 @@ def _given(args: argparse.Namespace, names: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Configure, train, then save sample grids into the run directory."""
-    from ppl_models.evaluate.samples import save_sample_grids
-    from ppl_models.train import RunDir, fit
-    from ppl_models.train.configure import configure_run
+    """Configure, train, then save sample grids into the run directory (:func:`ppl_models.api.train`)."""
+    from ppl_models.api import train
 
     model_fields = _given(args, MODEL_FLAGS)
-    if "hidden" in model_fields:
-        model_fields["hidden"] = tuple(model_fields["hidden"])
     model_fields.update(parse_settings(args.model_settings))
-    run_dir = RunDir(args.out)
-    config, dataset = configure_run(args.model, run_dir, _given(args, TRAIN_FLAGS), model_fields, args.data_dir,
-                                    args.resume, guide_fields(args))
-    model = fit(run_dir, config, dataset, resume=args.resume, progress=not args.no_progress)
-    paths = save_sample_grids(model, run_dir.path / "samples", n=64, data=dataset.test)
-    print(f"run saved in {run_dir.path}; samples: {', '.join(str(p) for p in paths)}")
+    train_fields = _given(args, TRAIN_FLAGS)
+    clash = sorted(set(model_fields) & set(train_fields))
+    if clash:
+        raise ValueError(f"--set {clash[0]}=... names a training setting; use its own flag")
+    run = train(args.model, out=args.out, resume=args.resume, guide=guide_fields(args), data_dir=args.data_dir,
+                progress=not args.no_progress, verbose=True, **train_fields, **model_fields)
+    print(f"run saved in {run.path}; samples: {', '.join(str(p) for p in run.sample_files)}")

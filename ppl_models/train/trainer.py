@@ -38,9 +38,10 @@ class Trainer:
     records it with every random state, so training can continue from any checkpoint exactly.
     """
 
-    def __init__(self, run: RunDir, config: RunConfig, dataset, progress: bool, after_step: AfterStep | None):
+    def __init__(self, run: RunDir, config: RunConfig, dataset, progress: bool, after_step: AfterStep | None,
+                 verbose: bool = True):
         tc = self.tc = config.train
-        self.run, self.after_step = run, after_step
+        self.run, self.after_step, self.verbose = run, after_step, verbose
         self.device = resolve_device(tc.device)
         pyro.set_rng_seed(tc.seed)
         self.model = config.build().to(self.device)
@@ -218,8 +219,8 @@ class Trainer:
                    valid_elbo=round(valid_elbo, 4), epoch_time_s=round(self.epoch_time, 3),
                    elapsed_s=round(self.elapsed, 3))
         self.metrics.append(**row)
-        self.bar.write(f"epoch {epoch}: train loss {row['train_loss']:.2f}  valid ELBO {valid_elbo:.2f}  "
-                       f"({self.epoch_time:.1f}s)")
+        self.say(f"epoch {epoch}: train loss {row['train_loss']:.2f}  valid ELBO {valid_elbo:.2f}  "
+                 f"({self.epoch_time:.1f}s)")
         self.epochs_done, self.batch, self.epoch_time = epoch, 0, 0.0
         self.epoch_rng = self.data_rng.get_state()
         self.epoch_loss.zero_()
@@ -254,8 +255,13 @@ class Trainer:
         self.run.log_event(message)  # the caller prints the error itself
         raise NonFiniteError(message)
 
+    def say(self, text: str) -> None:
+        """Print a line above the progress bar, unless the trainer was made quiet (``verbose=False``)."""
+        if self.verbose:
+            self.bar.write(text)
+
     def _event(self, text: str) -> None:
-        self.bar.write(text)
+        self.say(text)
         self.run.log_event(text)
 
     def _apply_lr(self) -> None:

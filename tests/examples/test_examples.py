@@ -34,7 +34,7 @@ def test_your_own_model_example_trains_evaluates_and_samples(tmp_path):
 
 def test_your_own_model_example_is_short():
     lines = [l for l in (EXAMPLES / "your_own_model.py").read_text().splitlines() if l.strip()]
-    assert len(lines) <= 60, len(lines)
+    assert len(lines) <= 40, len(lines)
 
 
 def test_diagnose_digits_example(tmp_path):
@@ -44,3 +44,14 @@ def test_diagnose_digits_example(tmp_path):
     assert summary["n"] == 180 and 0 <= summary["khat"]["bad"] <= 1
     assert summary["gaps"]["inference_gap"] > 0 and summary["ais"]["n"] == 50
     assert (out / "diagnostics" / "diagnostics.md").exists() and (out / "diagnostics" / "figures" / "khat.png").exists()
+
+
+def test_notebook_runs_end_to_end(tmp_path, monkeypatch, capsys):
+    import runpy
+
+    monkeypatch.setenv("EPOCHS", "2")
+    monkeypatch.setenv("OUT", str(tmp_path / "nb"))
+    runpy.run_path(str(EXAMPLES / "notebook.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "k-hat > 0.7 for" in out and out.rstrip().endswith("True")  # a loaded run evaluates the same
+    assert (tmp_path / "nb" / "grid.png").exists() and (tmp_path / "nb" / "diagnostics" / "inference_data.nc").exists()

@@ -1,0 +1,201 @@
+"""The Python API: train a model, load a run, and evaluate, sample, diagnose or compare, one call each.
+
+    import ppl_models as ppl
+    run = ppl.train("vae", data="digits", epochs=50, out="runs/x", latent_dim=8)
+    run.evaluate(nll_samples=1000)          # the same numbers as `ppl eval runs/x`
+    images = run.sample(64)
+    run = ppl.load("runs/x")                # any run directory, the CLI's included
+
+The ``ppl`` commands call these same functions: one implementation, two doors. Results come back
+as frozen dataclasses with ``to_json()``; nothing is printed unless ``verbose=True``, and progress
+bars are on unless ``progress=False``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+
+from ppl_models.registry import registered_name
+from ppl_models.train.config import TrainConfig
+from ppl_models.train.run import RunConfig, RunDir
+
+TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))  # the rest of **settings are model fields
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """ELBO and importance-sampled NLL of a run on one split or data file, in nats per data point."""
+
+    elbo: float  # mean ELBO
+    nll: float  # -mean log p(x), importance sampled with nll_samples draws
+    bits_per_dim: float  # nll / (dimensions * ln 2)
+    nll_samples: int  # K
+    n: int  # data points evaluated
+    strategy: str  # the inference strategy whose guide was the proposal
+    data: str  # the data evaluated (a dataset name or a file)
+    split: str | None  # the split, or None for a data file
+    file: str  # the result file written into the run directory
+    seconds: float  # wall time of the evaluation
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class DiagnoseResult:
+    """What ``ppl diagnose`` reports (see :mod:`ppl_models.diagnostics`)."""
+
+    summary: dict[str, Any]  # everything in diagnostics.json
+    files: tuple[Path, ...]  # diagnostics.json, diagnostics.md, the figures and inference_data.nc
+
+    def to_json(self) -> dict:
+        """The summary, with the files written."""
+        return {**self.summary, "files": [str(p) for p in self.files]}
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """Rows and validation curves of ``ppl compare-inference``, and the files written."""
+
+    rows: tuple[dict, ...]  # one per strategy: bounds, NLL, k-hat, gaps, time, parameters
+    curves: dict[str, list[dict]]  # strategy -> per-epoch validation ELBO
+    results: dict[str, Any]  # everything in results.json
+    files: tuple[Path, ...]  # results.json, .csv, .md and validation.png
+
+    def to_json(self) -> dict:
+        """Everything in results.json."""
+        return self.results
+
+
+def _model_name(model: str | type) -> str:
+    return model if isinstance(model, str) else registered_name(model)
+
+
+class Run:
+    """A run directory with its model loaded: what ``ppl eval``, ``sample``, ``probe`` and ``diagnose`` read.
+
+    Args:
+        path: the run directory.
+        device: where the model goes (``"cpu"``, ``"cuda"``, ``"auto"``).
+    """
+
+    def __init__(self, path: str | Path, device: str = "cpu"):
+        from ppl_models.train.setup import resolve_device
+
+        self.path = Path(path)
+        self.device = str(resolve_device(device))
+        self.config: RunConfig
+        self.config, self.model = RunDir(self.path).load_model(self.device)
+        self.sample_files: tuple[Path, ...] = ()  # the grids training saved (set by :func:`train`)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, model={self.config.model!r}, data={self.config.train.data!r})"
+
+    def evaluate(self, split: str = "test", nll_samples: int = 1000, limit: int | None = None, data: str | None = None,
+                 seed: int = 0, batch_size: int = 100, progress: bool = True, data_dir: str | None = None,
+                 **inference) -> EvalResult:
+        """ELBO and importance-sampled NLL on ``split`` (or a ``data`` file), as ``ppl eval``; ``inference``
+        overrides the strategy for evaluation (``strategy``, ``local_steps``, ``local_lr``, ``local_tol``)."""
+        from ppl_models.evaluate.run_eval import evaluate_run
+
+        r = evaluate_run(self.path, split, nll_samples, limit, data_dir, self.device, seed, batch_size, progress,
+                         inference or None, data)
+        return EvalResult(**{f.name: r[f.name] for f in dataclasses.fields(EvalResult)})
+
+    def sample(self, n: int = 64, mean: bool = False, seed: int = 0) -> torch.Tensor:
+        """``n`` draws x ~ p(x) (or decoder means with ``mean=True``), ``[n, *event_shape]``, on the CPU."""
+        from ppl_models.evaluate.samples import sample_observations
+
+        pyro.set_rng_seed(seed)
+        return sample_observations(self.model, n, mean=mean, data=self._sample_data()).cpu()
+
+    def save_samples(self, path: str | Path, n: int = 64, mean: bool = False, seed: int = 0) -> Path:
+        """Save :meth:`sample` as a PNG grid (one column per class for label-conditioned models)."""
+        from ppl_models.evaluate.samples import as_images, grid_columns, save_grid
+
+        return save_grid(as_images(self.sample(n, mean, seed)), path, grid_columns(self.model))
+
+    def diagnose(self, split: str = "test", data: str | None = None, limit: int | None = None,
+                 out: str | Path | None = None, progress: bool = True, data_dir: str | None = None,
+                 **settings) -> DiagnoseResult:
+        """Every posterior diagnostic, as ``ppl diagnose``; ``settings`` are
+        :class:`~ppl_models.diagnostics.DiagnoseConfig` fields (``samples``, ``gaps``, ``ais_steps``, ...)
+        and ``gap_*`` fields of its :class:`~ppl_models.diagnostics.GapSettings`."""
+        from ppl_models.diagnostics.run_diagnose import config_from, diagnose_run
+
+        result, files = diagnose_run(self.path, split, data, limit, out, config_from(**settings), data_dir,
+                                     self.device, progress)
+        return DiagnoseResult(result.summary, tuple(files))
+
+    def _sample_data(self):
+        if not hasattr(self.model, "sample_inputs"):
+            return None
+        from ppl_models.data import load_data
+
+        t = self.config.train
+        return load_data(t.data, None, t.valid_data, t.test_data).test
+
+
+def load(path: str | Path, device: str = "cpu") -> Run:
+    """Load any run directory (made by :func:`train` or ``ppl train``): its config and newest checkpoint."""
+    return Run(path, device)
+
+
+def train(model: str | type, data: str | None = None, out: str | Path = "runs/run", *, resume: bool = False,
+          guide: dict[str, Any] | None = None, data_dir: str | None = None, progress: bool = True,
+          verbose: bool = False, **settings) -> Run:
+    """Train ``model`` on ``data`` into the run directory ``out`` and return the loaded :class:`Run`.
+
+    Args:
+        model: a registered name (``ppl models`` lists them), ``"path/to/file.py:NAME"``, or a
+            registered model class.
+        data: a dataset name (default ``digits``) or a ``.npy``/``.npz``/``.pt`` training file.
+        out: the run directory.
+        resume: continue the run in ``out`` from its newest checkpoint.
+        guide: :class:`guides.config.GuideConfig` fields (``family``, ``hidden``, ``rank``, ``flows``).
+        data_dir: dataset directory override.
+        progress: show a progress bar.
+        verbose: print a line per epoch.
+        **settings: any :class:`~ppl_models.train.config.TrainConfig` field (``epochs``, ``lr``,
+            ``objective``, ``strategy``, ``valid_data`` ...) or field of the model's config
+            (``latent_dim``, ``hidden``, ...); an unknown name is an error listing the valid ones.
+    """
+    from ppl_models.evaluate.samples import save_sample_grids
+    from ppl_models.train.configure import configure_run
+    from ppl_models.train.loop import fit
+
+    train_fields = {k: v for k, v in settings.items() if k in TRAIN_FIELDS and v is not None}
+    if data is not None:
+        train_fields["data"] = data
+    model_fields = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()
+                    if k not in TRAIN_FIELDS and v is not None}
+    run_dir = RunDir(out)
+    config, dataset = configure_run(_model_name(model), run_dir, train_fields, model_fields, data_dir, resume, guide)
+    module = fit(run_dir, config, dataset, resume=resume, progress=progress, verbose=verbose)
+    files = save_sample_grids(module, run_dir.path / "samples", n=64, data=dataset.test)
+    run = Run(run_dir.path, config.train.device)
+    run.sample_files = tuple(files)
+    return run
+
+
+def compare_inference(out: str | Path, *, resume: bool = False, data_dir: str | None = None, progress: bool = True,
+                      **settings) -> CompareResult:
+    """Train and evaluate several inference strategies on one model and dataset, as ``ppl compare-inference``;
+    ``settings`` are :class:`~ppl_models.inference.compare.CompareConfig` fields (``model``, ``data``,
+    ``strategies``, ``epochs``, ``gaps``, ...). Writes results.json, .csv, .md and validation.png into ``out``."""
+    from ppl_models.inference.compare import CompareConfig
+    from ppl_models.inference.compare import compare_inference as run_comparison
+    from ppl_models.inference.report import write_results
+
+    if isinstance(settings.get("strategies"), str):
+        settings["strategies"] = tuple(s.strip() for s in settings["strategies"].split(",") if s.strip())
+    results = run_comparison(CompareConfig(**settings), out, resume=resume, data_dir=data_dir, progress=progress)
+    files = write_results(results, out)
+    return CompareResult(tuple(results["rows"]), results["curves"], results, tuple(files))
