@@ -34,3 +34,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def atomic_savefig(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Write the matplotlib figure ``fig`` as a PNG at ``path`` atomically, creating its folder."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    return path

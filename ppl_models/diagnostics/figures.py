@@ -3,14 +3,13 @@ reconstructions (worst k-hat first), the gap decomposition and the AIS/BDMC sand
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import torch
 from pyro import poutine
 
-from ppl_models.atomic import atomic_write
+from ppl_models.atomic import atomic_savefig
 from ppl_models.diagnostics.weights import BAD_K, GOOD_K, sample_size_threshold
 from ppl_models.evaluate.samples import image_grid
 from ppl_models.models.protocol import bind_labels
@@ -31,12 +30,11 @@ def _plt():
 
 
 def _save(fig, path: Path) -> Path:
-    buffer = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=110)
-    _plt().close(fig)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
-    return path
+    try:
+        return atomic_savefig(fig, path, dpi=110)
+    finally:
+        _plt().close(fig)
 
 
 def khat_histogram(khat: np.ndarray, num_samples: int, path: Path) -> Path:
@@ -182,7 +180,7 @@ def ais_sandwich(ais: dict, per_point: dict[str, np.ndarray], path: Path) -> Pat
         lims = [min(a.min(), b.min()), max(a.max(), b.max())]
         right.plot(lims, lims, "k--", lw=1, label="IS = AIS")
         right.legend(fontsize=8)
-    right.set(xlabel=f"log p(x), AIS (T={ais['steps']})", ylabel=f"log p(x), IS with the guide",
+    right.set(xlabel=f"log p(x), AIS (T={ais['steps']})", ylabel="log p(x), IS with the guide",
               title=f"real points: IS - AIS = {ais['is_minus_ais']:+.2f} nats on average")
     return _save(fig, path)
 

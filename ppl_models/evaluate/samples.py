@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from pyro import poutine
 
-from ppl_models.atomic import atomic_write
+from ppl_models.atomic import atomic_savefig, atomic_write
 from ppl_models.evaluate.checks import at_least
 from ppl_models.models.protocol import label_use
 
@@ -135,12 +135,7 @@ def save_pairs_plot(samples: torch.Tensor, path: str | Path, reference: torch.Te
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper right", fontsize=8)
     fig.suptitle(f"first {k} of {samples.shape[1]} coordinates, {samples.shape[0]} samples", fontsize=9)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
-    return path
+    return atomic_savefig(fig, path, dpi=100)
 
 
 def save_sample_plot(samples: torch.Tensor, path: str | Path, nrow: int | None = None,

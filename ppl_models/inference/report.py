@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ppl_models.atomic import atomic_write
+from ppl_models.atomic import atomic_savefig, atomic_write
 from ppl_models.paths import inside
 
 # (row key, column title, format) of the Markdown table
@@ -92,11 +92,10 @@ def save_figure(results: dict[str, Any], path: Path) -> Path:
     for ax in (by_epoch, by_time):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
-    return path
+    try:
+        return atomic_savefig(fig, path, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def write_results(results: dict[str, Any], out: str | Path) -> list[Path]:

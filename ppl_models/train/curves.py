@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ppl_models.atomic import atomic_write
+from ppl_models.atomic import atomic_savefig
 from ppl_models.train.metrics import MetricsLog
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with the training loop
@@ -57,9 +56,4 @@ def save_curves(metrics_path: str | Path, path: str | Path) -> Path | None:
         return None
     fig = plot_curves(rows)
     FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
-    return path
+    return atomic_savefig(fig, path, dpi=120)
