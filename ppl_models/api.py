@@ -148,16 +148,18 @@ def load(path: str | Path, device: str = "cpu") -> Run:
     return Run(path, device)
 
 
-def train(model: str | type, data: str | None = None, out: str | Path = "runs/run", *, resume: bool = False,
-          guide: dict[str, Any] | None = None, data_dir: str | None = None, progress: bool = True,
-          verbose: bool = False, **settings) -> Run:
+def train(model: str | type | None = None, data: str | None = None, out: str | Path = "runs/run", *,
+          config: str | Path | None = None, resume: bool = False, guide: dict[str, Any] | None = None,
+          data_dir: str | None = None, progress: bool = True, verbose: bool = False, **settings) -> Run:
     """Train ``model`` on ``data`` into the run directory ``out`` and return the loaded :class:`Run`.
 
     Args:
         model: a registered name (``ppl models`` lists them), ``"path/to/file.py:NAME"``, or a
-            registered model class.
+            registered model class (may be left out when ``config`` names it).
         data: a dataset name (default ``digits``) or a ``.npy``/``.npz``/``.pt`` training file.
         out: the run directory.
+        config: a ``.toml`` or ``.json`` file of settings, or a run's ``config.json`` to repeat that
+            run (:mod:`ppl_models.train.config_file`); the other arguments override it.
         resume: continue the run in ``out`` from its newest checkpoint.
         guide: :class:`guides.config.GuideConfig` fields (``family``, ``hidden``, ``rank``, ``flows``).
         data_dir: dataset directory override.
@@ -171,6 +173,14 @@ def train(model: str | type, data: str | None = None, out: str | Path = "runs/ru
     from ppl_models.train.configure import configure_run
     from ppl_models.train.loop import fit
 
+    if config is not None:
+        from ppl_models.train.config_file import read_config_file
+
+        file = read_config_file(config, None if model is None else _model_name(model))
+        model, guide = file.model, {**file.guide, **(guide or {})}
+        settings = {**file.train, **file.model_fields, **{k: v for k, v in settings.items() if v is not None}}
+    if model is None:
+        raise ValueError("train needs a model: a name, path.py:NAME, a registered class, or a config file naming one")
     train_fields = {k: v for k, v in settings.items() if k in TRAIN_FIELDS and v is not None}
     if data is not None:
         train_fields["data"] = data

@@ -18,8 +18,12 @@ MODEL_FLAGS = ["latent_dim", "hidden", "activation", "likelihood", "obs_scale"]
 def add_parser(subparsers) -> None:
     """Register the ``train`` subcommand."""
     p = subparsers.add_parser("train", help="train a model with SVI", description=__doc__)
-    p.add_argument("model", help="registered model name (see `ppl models`) or path/to/my_model.py:NAME "
-                                 "(a Python file, executed to register NAME)")
+    p.add_argument("model", nargs="?", default=None,
+                   help="registered model name (see `ppl models`) or path/to/my_model.py:NAME (a Python file, "
+                        "executed to register NAME); may be left out when --config names it")
+    p.add_argument("--config", default=None,
+                   help="a .toml or .json file of settings (any flag or model field), or a run's config.json to "
+                        "repeat that run; flags given here override it")
     p.add_argument("--data", default=None, help="dataset name (default: digits) or a .npy/.npz/.pt file")
     add_user_data(p)
     p.add_argument("--labelled", type=int, default=None,
@@ -78,6 +82,6 @@ def run(args: argparse.Namespace) -> None:
     clash = sorted(set(model_fields) & set(train_fields))
     if clash:
         raise ValueError(f"--set {clash[0]}=... names a training setting; use its own flag")
-    run = train(args.model, out=args.out, resume=args.resume, guide=guide_fields(args), data_dir=args.data_dir,
+    run = train(args.model, out=args.out, config=args.config, resume=args.resume, guide=guide_fields(args), data_dir=args.data_dir,
                 progress=not args.no_progress, verbose=True, **train_fields, **model_fields)
     print(f"run saved in {run.path}; samples: {', '.join(str(p) for p in run.sample_files)}")
