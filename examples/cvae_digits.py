@@ -8,9 +8,8 @@ log p(x | y) with the true label against a wrong one (the model must use its con
 of originals, the visible halves, completed means and completed draws; the visible pixels are
 pasted back by the model itself), and the test log p(x_bottom | x_top).
 
-Training is a plain SVI loop over minibatches with labels bound per batch; it stands in for
-``ppl_models.train.fit`` until the training loop binds labels (then ``train`` below becomes one
-``fit(RunDir(out), RunConfig("cvae", config, TrainConfig(data="digits", epochs=...), (8, 8)), data)``).
+Each mode trains through the Python API (``ppl.train``) into ``OUT/<mode>``, a run directory that
+``ppl eval``, ``ppl sample`` and ``ppl diagnose`` read as well.
 """
 
 from __future__ import annotations
@@ -21,29 +20,10 @@ from pathlib import Path
 import pyro
 import torch
 
+import ppl_models as ppl
 from ppl_models.data import load_dataset
 from ppl_models.evaluate import estimate_log_likelihood
 from ppl_models.evaluate.samples import save_grid
-from ppl_models.models.protocol import bind_labels
-from ppl_models.objectives import build_objective
-from ppl_models.registry import build_model, model_config
-
-
-def train(config, data, epochs: int, batch_size: int, lr: float, seed: int = 0) -> torch.nn.Module:
-    """Fit a CVAE on ``data.train`` with the ``elbo`` objective and Adam; labels bound per batch."""
-    pyro.set_rng_seed(seed)
-    model = build_model("cvae", config, data.event_shape)
-    objective = build_objective("elbo")
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    x, y = data.train.x, data.train.y
-    for _ in range(epochs):
-        for idx in torch.randperm(x.shape[0]).split(batch_size):
-            view = bind_labels(model, y[idx])  # the model itself when it takes no labels
-            loss = objective.differentiable_loss(view.model, view.guide, x[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return model
 
 
 @torch.no_grad()
@@ -82,17 +62,18 @@ MODES = {"label": label_mode, "partial": partial_mode}
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the example; return each mode's test figures as a dict ``{mode: {...}}``."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--modes", default="label,partial", help="comma-separated: label, partial")
-    ap.add_argument("--epochs", type=int, default=100)
-    ap.add_argument("--batch-size", type=int, default=100)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--latent-dim", type=int, default=8)
-    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--epochs", type=int, default=100, help="passes over the training digits")
+    ap.add_argument("--batch-size", type=int, default=100, help="images per step")
+    ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    ap.add_argument("--latent-dim", type=int, default=8, help="size of z")
+    ap.add_argument("--hidden", type=int, default=256, help="hidden width")
     ap.add_argument("--likelihood", default="gaussian", help="bernoulli needs binary data; digits are grey")
     ap.add_argument("--samples", type=int, default=10, help="samples per class / completions per grid row")
-    ap.add_argument("--nll-samples", type=int, default=1000)
-    ap.add_argument("--out", default="runs/example-cvae")
+    ap.add_argument("--nll-samples", type=int, default=1000, help="importance samples per test image")
+    ap.add_argument("--out", default="runs/example-cvae", help="output directory (one run directory per mode)")
     args = ap.parse_args(argv)
     modes = args.modes.split(",")
     if unknown := sorted(set(modes) - set(MODES)):
@@ -102,9 +83,10 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     results = {}
     for mode in modes:
-        config = model_config("cvae", condition=mode, latent_dim=args.latent_dim, hidden=(args.hidden,),
-                              likelihood=args.likelihood)
-        model = train(config, data, args.epochs, args.batch_size, args.lr)
+        run = ppl.train("cvae", data="digits", out=out / mode, epochs=args.epochs, batch_size=args.batch_size,
+                        lr=args.lr, condition=mode, latent_dim=args.latent_dim, hidden=(args.hidden,),
+                        likelihood=args.likelihood, progress=False)
+        model = run.model
         pyro.set_rng_seed(0)
         results[mode] = MODES[mode](model, data, args.samples, args.nll_samples, out)
     return results

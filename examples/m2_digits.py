@@ -10,71 +10,26 @@ enumerates y), a labelled one observes y and adds alpha * log q(y | x). For comp
 classifier network is also trained on the labelled images alone. ``samples.png`` holds
 class-conditional draws, one row per class.
 
-The loop stands in for ``ppl_models.train.fit`` until the training loop binds labels; then
-``train`` below becomes ``fit(RunDir(out), RunConfig("m2", config, TrainConfig(data="digits",
-epochs=..., labelled=...), (8, 8)), data)`` (and ``build_objective("elbo")`` picks TraceEnum_ELBO).
+Training goes through the Python API (``ppl.train("m2", labelled=...)``, the same as ``ppl train m2
+--labelled N``) into the run directory ``OUT``.
 """
 
 from __future__ import annotations
 
 import argparse
-import warnings
 from pathlib import Path
 
 import pyro
 import torch
 import torch.nn.functional as F
-from pyro.infer import TraceEnum_ELBO
 
+import ppl_models as ppl
 from ppl_models.data import load_dataset
 from ppl_models.evaluate import estimate_log_likelihood
 from ppl_models.evaluate.samples import save_grid
-from ppl_models.models.protocol import UNKNOWN_LABEL, bind_labels
+from ppl_models.models.protocol import UNKNOWN_LABEL
 from ppl_models.nets import mlp
-from ppl_models.registry import build_model, model_config
-
-
-def hide_labels(y: torch.Tensor, keep: int, seed: int = 0) -> torch.Tensor:
-    """``y`` with all but ``keep`` labels (``keep // classes`` per class, the first ones drawn at
-    random with ``seed``) replaced by ``UNKNOWN_LABEL``."""
-    g = torch.Generator().manual_seed(seed)
-    classes = y.unique()
-    out = torch.full_like(y, UNKNOWN_LABEL)
-    for i, c in enumerate(classes.tolist()):
-        members = (y == c).nonzero().squeeze(1)
-        chosen = members[torch.randperm(len(members), generator=g)[: keep // len(classes) + (i < keep % len(classes))]]
-        out[chosen] = c
-    return out
-
-
-def epoch_batches(y: torch.Tensor, batch_size: int, g: torch.Generator) -> list[torch.Tensor]:
-    """One epoch of index batches, each all labelled or all unlabelled, labelled ones spread evenly."""
-    perm = torch.randperm(len(y), generator=g)
-    known = y[perm] != UNKNOWN_LABEL
-    labelled, unlabelled = list(perm[known].split(batch_size)), list(perm[~known].split(batch_size))
-    total = len(labelled) + len(unlabelled)
-    slots = {min(total - 1, int((j + 0.5) * total / len(labelled))) for j in range(len(labelled))}
-    return [labelled.pop(0) if s in slots else unlabelled.pop(0) for s in range(total)]
-
-
-def train(config, data, y: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int = 0) -> torch.nn.Module:
-    """Fit M2 on ``data.train.x`` with the partly hidden labels ``y`` (see the module docstring)."""
-    pyro.set_rng_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    model = build_model("m2", config, data.event_shape)
-    objective = TraceEnum_ELBO(max_plate_nesting=1)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "TraceEnum_ELBO found no sample sites")  # labelled batches
-        for _ in range(epochs):
-            for idx in epoch_batches(y, batch_size, g):
-                yb = y[idx] if bool((y[idx] != UNKNOWN_LABEL).all()) else None
-                view = bind_labels(model, yb)
-                loss = objective.differentiable_loss(view.model, view.guide, data.train.x[idx])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-    return model
+from ppl_models.train.batches import hide_labels
 
 
 def supervised_baseline(data, y: torch.Tensor, config, steps: int = 1000, lr: float = 3e-3) -> float:
@@ -95,26 +50,28 @@ def supervised_baseline(data, y: torch.Tensor, config, steps: int = 1000, lr: fl
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the example; return labels used, accuracies and the test ELBO / NLL as a dict."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--labels", type=int, default=100, help="training labels kept (spread over the classes)")
-    ap.add_argument("--epochs", type=int, default=150)
-    ap.add_argument("--batch-size", type=int, default=100)
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--latent-dim", type=int, default=8)
-    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=150, help="passes over the training digits")
+    ap.add_argument("--batch-size", type=int, default=100, help="images per step")
+    ap.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
+    ap.add_argument("--latent-dim", type=int, default=8, help="size of z")
+    ap.add_argument("--hidden", type=int, default=64, help="hidden width of the networks")
     ap.add_argument("--alpha", type=float, default=200.0,
                     help="weight of log q(y|x) per labelled image (validation accuracy 0.867 / 0.906 / 0.906 "
                          "at 50 / 200 / 500 with the other defaults)")
     ap.add_argument("--likelihood", default="gaussian", help="bernoulli needs binary data; digits are grey")
-    ap.add_argument("--nll-samples", type=int, default=1000)
-    ap.add_argument("--out", default="runs/example-m2")
+    ap.add_argument("--nll-samples", type=int, default=1000, help="importance samples per test image")
+    ap.add_argument("--out", default="runs/example-m2", help="run directory")
     args = ap.parse_args(argv)
 
     data = load_dataset("digits")
-    y = hide_labels(data.train.y, args.labels)
-    config = model_config("m2", latent_dim=args.latent_dim, hidden=(args.hidden,), classifier_hidden=(args.hidden,),
-                          alpha=args.alpha, likelihood=args.likelihood)
-    model = train(config, data, y, args.epochs, args.batch_size, args.lr)
+    run = ppl.train("m2", data="digits", out=args.out, labelled=args.labels, epochs=args.epochs,
+                    batch_size=args.batch_size, lr=args.lr, latent_dim=args.latent_dim, hidden=(args.hidden,),
+                    classifier_hidden=(args.hidden,), alpha=args.alpha, likelihood=args.likelihood, progress=False)
+    model, config = run.model, run.config.model_config
+    y = hide_labels(data.train.y, args.labels, run.config.train.seed)  # the labels the run kept
 
     accuracy = {split: (model.classify(data.split(split).x) == data.split(split).y).float().mean().item()
                 for split in ("valid", "test")}

@@ -2,7 +2,6 @@
 
 import math
 
-import torch
 from example_loader import load
 
 
@@ -24,19 +23,4 @@ def test_m2_digits_example(tmp_path):
     )
     assert result["labels"] == 100 and result["n"] == 180
     assert 0 <= result["test_accuracy"] <= 1 and math.isfinite(result["nll"])
-    assert (tmp_path / "samples.png").exists()
-
-
-def test_m2_example_hides_all_but_the_kept_labels_evenly():
-    m2 = load("m2_digits")
-    y = torch.arange(10).repeat(30)
-    hidden = m2.hide_labels(y, 25)
-    known = hidden != -1
-    assert int(known.sum()) == 25 and torch.equal(hidden[known], y[known])
-    assert torch.bincount(hidden[known], minlength=10).tolist() == [3] * 5 + [2] * 5
-    g = torch.Generator().manual_seed(0)
-    batches = m2.epoch_batches(hidden, 10, g)
-    assert sorted(torch.cat(batches).tolist()) == list(range(300))  # every point once per epoch
-    kinds = [bool((hidden[b] != -1).all()) for b in batches]
-    assert all(kinds[i] or bool((hidden[b] == -1).all()) for i, b in enumerate(batches))  # never mixed
-    assert kinds.count(True) == 3 and not kinds[0] and not kinds[-1]  # spread among the unlabelled
+    assert (tmp_path / "samples.png").exists() and (tmp_path / "config.json").exists()  # a run directory
