@@ -1,5 +1,7 @@
 """Amortized guides: networks that map observed data to a posterior approximation q(z | x)."""
 
+import ppl_models  # noqa: F401  (first: the guides build on ppl_models.nets, whose package imports models that use guides)
+
 from guides.auto import FAMILIES, AmortizedGuide, attach_guide
 from guides.config import GuideConfig
 from guides.encoder import DiagonalNormalEncoder

@@ -30,10 +30,10 @@ FAMILIES = (DEFAULT, *family_names())  # ("default", "normal", "lowrank", "iaf")
 class AmortizedGuide(nn.Module):
     """An amortized guide for any Pyro model whose latent sites are continuous (or enumerated).
 
-    The encoder is ``mlp([prod(event_shape), *config.hidden, outputs])`` on the flattened
-    observation; its last hidden layer's features h(x) feed the family's output layer (and, for
-    ``iaf``, condition the flows). The guide does not read labels ``y``: for a model conditioned
-    on labels, q(z | x) is a valid but label-blind posterior approximation.
+    The encoder is ``mlp([prod(event_shape) (+ classes), *config.hidden, outputs])`` on the
+    flattened observation; its last hidden layer's features h(x) feed the family's output layer
+    (and, for ``iaf``, condition the flows). With ``classes`` the labels ``y`` are appended one-hot,
+    so a model conditioned on labels gets q(z | x, y); without, q(z | x) is label-blind.
 
     Args:
         model: the Pyro model, called as ``model(x, **model_kwargs)``.
@@ -41,6 +41,7 @@ class AmortizedGuide(nn.Module):
             guide takes its dtype and device.
         config: the family and architecture; ``family="default"`` means ``normal`` here.
         model_kwargs: extra keyword arguments of the model for the trace, e.g. labels ``y``.
+        classes: the number of label classes the encoder reads one-hot (None: it ignores labels).
 
     Raises:
         ValueError: for a discrete latent site not marked ``infer={"enumerate": "parallel"}``, a site
@@ -48,16 +49,17 @@ class AmortizedGuide(nn.Module):
     """
 
     def __init__(self, model: Callable, example_x: torch.Tensor, config: GuideConfig,
-                 model_kwargs: dict | None = None):
+                 model_kwargs: dict | None = None, classes: int | None = None):
         super().__init__()
         self.config = config
+        self.classes = classes  # labels y enter the encoder one-hot (None: label-blind)
         self.family_name = family_names()[0] if config.family == DEFAULT else config.family
         sites = find_latent_sites(model, example_x, model_kwargs)
         if any(s.name == JOINT_SITE for s in sites):
             raise ValueError(f"the model has a site named {JOINT_SITE!r}, the automatic guide's auxiliary site")
         self.sites = sites
         local = [s for s in sites if s.is_local]
-        in_dim = prod(example_x.shape[1:])
+        in_dim = prod(example_x.shape[1:]) + (classes or 0)
         if config.hidden and local:
             self.trunk = nn.Sequential(mlp([in_dim, *config.hidden], config.activation), activation(config.activation))
         else:
@@ -73,23 +75,32 @@ class AmortizedGuide(nn.Module):
         """The model's latent sites this guide samples, in model order."""
         return [s.name for s in self.sites]
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The encoder features h(x) ``[N, H]`` of a batch ``[N, *event_shape]``."""
-        return self.trunk(x.reshape(x.shape[0], -1))
+    def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The encoder features h(x, y) ``[N, H]`` of a batch ``[N, *event_shape]``; with ``classes``
+        set the labels enter one-hot (all zeros where ``y`` is None or a label is hidden, -1)."""
+        flat = x.reshape(x.shape[0], -1)
+        if self.classes:
+            code = torch.zeros(x.shape[0], self.classes, dtype=flat.dtype, device=flat.device)
+            if y is not None:
+                known = (y >= 0) & (y < self.classes)
+                code[known] = torch.nn.functional.one_hot(y[known], self.classes).to(flat.dtype)
+            flat = torch.cat([flat, code], -1)
+        return self.trunk(flat)
 
-    def posterior_params(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def posterior_params(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The local family's parameters per data point (unconstrained, sites concatenated in model
         order; see the family's ``params``); empty if the model has no local latent sites."""
-        return {} if self.family is None else self.family.params(self.features(x))
+        return {} if self.family is None else self.family.params(self.features(x, y))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
                 batch_size: int | None = None) -> dict[str, torch.Tensor]:
-        """The Pyro guide: sample every latent site for the batch ``x``; ``y`` and ``batch_size``
-        are accepted (the model's signature) and ignored. Returns the values by site name."""
+        """The Pyro guide: sample every latent site for the batch ``x`` (given its labels ``y`` when
+        the guide reads labels; ``batch_size`` is accepted for the model's signature). Returns the
+        values by site name."""
         plate_objects = plates(self.sites, x.shape[0])
         values = {g.site.name: g(plate_objects) for g in self.globals}
         if self.family is not None:
-            values.update(self.family(self.features(x), plate_objects))
+            values.update(self.family(self.features(x, y), plate_objects))
         return values
 
 
@@ -105,7 +116,8 @@ def attach_guide(module: nn.Module, event_shape, config: GuideConfig,
     """Give ``module`` the guide ``config`` asks for and return it.
 
     With ``family="default"`` a model whose class defines ``guide`` keeps it. Otherwise an
-    :class:`AmortizedGuide` for ``module.model`` is built from the batch ``zeros(2, *event_shape)``
+    :class:`AmortizedGuide` for ``module.model`` is built (reading the labels one-hot when the
+    model declares ``labels`` and an integer ``config.classes``) from the batch ``zeros(2, *event_shape)``
     (in the dtype and device of the module's first floating parameter or buffer), registered as
     the submodule ``module.auto_guide`` (its parameters are the module's, under ``auto_guide.``),
     and ``module.guide`` becomes an instance attribute that calls it.
@@ -120,7 +132,9 @@ def attach_guide(module: nn.Module, event_shape, config: GuideConfig,
         return module
     dtype, device = _dtype_device(module)
     example_x = torch.zeros(2, *event_shape, dtype=dtype, device=device)
-    module.auto_guide = AmortizedGuide(module.model, example_x, config, example_kwargs)
+    classes = getattr(getattr(module, "config", None), "classes", None) if getattr(module, "labels", None) else None
+    module.auto_guide = AmortizedGuide(module.model, example_x, config, example_kwargs,
+                                       classes if isinstance(classes, int) and classes > 0 else None)
     module.guide = module.auto_guide.__call__  # a bound method, not a Module: no second copy in state_dict
     return module
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from guides.registry import family_names
-from ppl_models.nets import ACTIVATIONS
 
 DEFAULT = "default"  # the model's own guide if it has one, else the first registered family
 
@@ -37,5 +36,7 @@ class GuideConfig:
             raise ValueError(f"guide rank must be at least 1, got {self.rank}")
         if self.flows < 1:
             raise ValueError(f"guide flows must be at least 1, got {self.flows}")
+        from ppl_models.nets import ACTIVATIONS  # here, not at import: ppl_models imports this module
+
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown guide activation {self.activation!r}; choose one of {sorted(ACTIVATIONS)}")

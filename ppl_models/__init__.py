@@ -8,10 +8,20 @@ evaluation reads the same programs back through Pyro's effect handlers.
 __version__ = "0.1.0"
 
 from ppl_models.registry import register_model  # noqa: E402  (the one import a model file needs)
-from ppl_models import models  # noqa: E402  (ppl.models.VAE and the other model classes)
+
 from ppl_models.api import (CompareResult, DiagnoseResult, EvalResult, Run, compare_inference, load,  # noqa: E402
                             train)
 from ppl_models.diagnostics import DiagnoseConfig, diagnose  # noqa: E402  (any module, no run directory)
 
 __all__ = ["CompareResult", "DiagnoseConfig", "DiagnoseResult", "EvalResult", "Run", "compare_inference", "diagnose",
            "load", "models", "register_model", "train"]
+
+
+def __getattr__(name: str):
+    """``ppl.models`` (the model classes, ``ppl.models.VAE``), imported when first asked for: the
+    built-in models import the guides, which import this package, so it cannot come eagerly."""
+    if name == "models":
+        import importlib
+
+        return importlib.import_module("ppl_models.models")
+    raise AttributeError(f"module 'ppl_models' has no attribute {name!r}")

@@ -133,3 +133,28 @@ def test_iwae_dreg_refuses_joint_guides_over_real_latents(family):
     m = attach_guide(LinearGaussian(), (5,), GuideConfig(family=family, **SMALL))
     with pytest.raises(ValueError, match=JOINT_SITE):
         build_objective("iwae", 5, "dreg").differentiable_loss(m.model, m.guide, torch.randn(6, 5, dtype=torch.float64))
+
+
+def test_the_automatic_guide_reads_labels_one_hot_when_the_model_declares_classes():
+    from types import SimpleNamespace
+
+    from pyro import poutine
+
+    blind = attach_guide(ConditionalModel(), (DATA_DIM,), GuideConfig(**SMALL), {"y": torch.zeros(2, dtype=torch.long)})
+    labelled = ConditionalModel()
+    labelled.config = SimpleNamespace(classes=5)
+    labelled = attach_guide(labelled, (DATA_DIM,), GuideConfig(**SMALL), {"y": torch.zeros(2, dtype=torch.long)})
+    assert blind.auto_guide.classes is None and labelled.auto_guide.classes == 5
+    x = torch.randn(4, DATA_DIM).expand(2, 4, DATA_DIM).reshape(8, DATA_DIM)  # the same 4 points twice
+
+    def q_loc(module, y):
+        fn = poutine.trace(module.guide).get_trace(x, y=y).nodes["z"]["fn"]
+        return getattr(fn, "base_dist", fn).loc
+
+    y_a, y_b = torch.zeros(8, dtype=torch.long), torch.arange(8) % 5
+    assert torch.equal(q_loc(blind, y_a), q_loc(blind, y_b))  # label-blind
+    assert not torch.allclose(q_loc(labelled, y_a), q_loc(labelled, y_b))  # q(z | x, y)
+    hidden = torch.full((8,), -1)
+    assert torch.isfinite(q_loc(labelled, hidden)).all() and torch.isfinite(q_loc(labelled, None)).all()
+    loss = pyro.infer.Trace_ELBO().differentiable_loss(labelled.model, labelled.guide, x, y=y_b)
+    assert torch.isfinite(loss)
