@@ -42,6 +42,7 @@ class EvalResult:
     split: str | None  # the split, or None for a data file
     file: str  # the result file written into the run directory
     seconds: float  # wall time of the evaluation
+    checkpoint: str  # the checkpoint file evaluated (best.pt by default, when the run has one)
 
     def to_json(self) -> dict:
         """A JSON-ready dict."""
@@ -84,15 +85,18 @@ class Run:
     Args:
         path: the run directory.
         device: where the model goes (``"cpu"``, ``"cuda"``, ``"auto"``).
+        checkpoint: ``best`` (``best.pt``, the epoch with the best validation bound, when the run has
+            one; else the newest), ``latest`` or a checkpoint file; :meth:`evaluate` uses it too.
     """
 
-    def __init__(self, path: str | Path, device: str = "cpu"):
+    def __init__(self, path: str | Path, device: str = "cpu", checkpoint: str = "best"):
         from ppl_models.train.setup import resolve_device
 
         self.path = Path(path)
         self.device = str(resolve_device(device))
+        self.checkpoint = checkpoint
         self.config: RunConfig
-        self.config, self.model = RunDir(self.path).load_model(self.device)
+        self.config, self.model, self.loaded = RunDir(self.path).load_model_from(checkpoint, self.device)
         self.sample_files: tuple[Path, ...] = ()  # the grids training saved (set by :func:`train`)
 
     def __repr__(self) -> str:
@@ -106,7 +110,7 @@ class Run:
         from ppl_models.evaluate.run_eval import evaluate_run
 
         r = evaluate_run(self.path, split, nll_samples, limit, data_dir, self.device, seed, batch_size, progress,
-                         inference or None, data)
+                         inference or None, data, self.checkpoint)
         return EvalResult(**{f.name: r[f.name] for f in dataclasses.fields(EvalResult)})
 
     def sample(self, n: int = 64, mean: bool = False, seed: int = 0) -> torch.Tensor:
@@ -143,9 +147,10 @@ class Run:
         return load_data(t.data, None, t.valid_data, t.test_data).test
 
 
-def load(path: str | Path, device: str = "cpu") -> Run:
-    """Load any run directory (made by :func:`train` or ``ppl train``): its config and newest checkpoint."""
-    return Run(path, device)
+def load(path: str | Path, device: str = "cpu", checkpoint: str = "best") -> Run:
+    """Load any run directory (made by :func:`train` or ``ppl train``): its config and its best checkpoint
+    (``best.pt``; the newest for a run without one), or ``checkpoint="latest"`` or a file."""
+    return Run(path, device, checkpoint)
 
 
 def train(model: str | type | None = None, data: str | None = None, out: str | Path = "runs/run", *,
@@ -188,10 +193,9 @@ def train(model: str | type | None = None, data: str | None = None, out: str | P
                     if k not in TRAIN_FIELDS and v is not None}
     run_dir = RunDir(out)
     config, dataset = configure_run(_model_name(model), run_dir, train_fields, model_fields, data_dir, resume, guide)
-    module = fit(run_dir, config, dataset, resume=resume, progress=progress, verbose=verbose)
-    files = save_sample_grids(module, run_dir.path / "samples", n=64, data=dataset.test)
-    run = Run(run_dir.path, config.train.device)
-    run.sample_files = tuple(files)
+    fit(run_dir, config, dataset, resume=resume, progress=progress, verbose=verbose)
+    run = Run(run_dir.path, config.train.device)  # the best epoch's model (best.pt), which eval uses too
+    run.sample_files = tuple(save_sample_grids(run.model, run_dir.path / "samples", n=64, data=dataset.test))
     return run
 
 

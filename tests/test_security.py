@@ -133,7 +133,7 @@ def test_run_directory_with_malicious_checkpoints_never_runs_them(evil, tmp_path
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            run.load_model()
+            run.load_model(checkpoint="latest")  # the newest step-N.pt (best.pt is another file)
         except ValueError as e:
             assert found[-1].name in str(e)
         else:
@@ -144,7 +144,7 @@ def test_run_directory_with_malicious_checkpoints_never_runs_them(evil, tmp_path
     for path in found:
         _write_malicious(path, payload, "torch.save", good)
     with pytest.raises(ValueError, match=found[-1].name):
-        run.load_model()
+        run.load_model(checkpoint="latest")
     with pytest.raises(ValueError, match=found[-1].name):
         fit(run, tiny_run_config(epochs=3), digits, resume=True, progress=False)
     assert not marker.exists()

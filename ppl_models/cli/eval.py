@@ -18,6 +18,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate a fixed, evenly spread subset of N data points")
     p.add_argument("--batch-size", type=int, default=100, help="data points per pass (memory ~ batch x 100 samples)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--checkpoint", default="best",
+                   help="best (default: RUN/checkpoints/best.pt, the epoch with the best validation bound, else the "
+                        "newest), latest (the newest) or a checkpoint file")
     p.add_argument("--strategy", default=None,
                    help="test-time inference instead of the run's: amortized, semi-amortized or per-datapoint")
     p.add_argument("--local-steps", type=int, default=None, help="refinement steps / step cap of that strategy")
@@ -39,12 +42,14 @@ def run(args: argparse.Namespace) -> None:
     if "strategy" in inference:
         check_strategy(inference["strategy"])
     r = evaluate_run(args.run_dir, args.split, args.nll_samples, args.limit, args.data_dir, args.device, args.seed,
-                     args.batch_size, progress=not args.json, inference=inference, data=args.data)
+                     args.batch_size, progress=not args.json, inference=inference, data=args.data,
+                     checkpoint=args.checkpoint)
     if args.json:
         print(json.dumps(r))
         return
     where = r["data"] if r["split"] is None else f"{r['data']}/{r['split']}"
     print(f"{where}  n={r['n']}  K={r['nll_samples']}  {r['strategy']} guide  ({r['seconds']}s)")
+    print(f"  {r['checkpoint_note']}")
     print(f"  ELBO          {r['elbo']:10.3f} nats")
     print(f"  NLL (IS, K)   {r['nll']:10.3f} nats   {r['bits_per_dim']:.4f} bits/dim")
     if not r["density_model"]:

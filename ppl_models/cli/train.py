@@ -10,7 +10,8 @@ from ppl_models.cli.common import (add_data_dir, add_device, add_guide, add_mode
 # Flags that fill TrainConfig fields; None means "not given" (resume then keeps the saved value).
 TRAIN_FLAGS = ["data", "valid_data", "test_data", "labelled", "binarize", "objective", "particles", "grad_estimator", "strategy", "local_steps", "local_lr",
                "local_tol", "epochs", "batch_size", "lr", "seed", "device", "log_every", "checkpoint_every",
-               "keep_checkpoints", "grad_clip", "on_nan", "nan_retries", "nan_lr_factor"]
+               "keep_checkpoints", "grad_clip", "on_nan", "nan_retries", "nan_lr_factor", "tensorboard"]
+TRAIN_FLAGS += ["lr_schedule", "lr_warmup", "lr_gamma", "kl_warmup", "early_stop"]  # ppl_models.train.schedules, .best
 # Flags that fill the model's config dataclass.
 MODEL_FLAGS = ["latent_dim", "hidden", "activation", "likelihood", "obs_scale"]
 
@@ -41,6 +42,17 @@ def add_parser(subparsers) -> None:
     p.add_argument("--epochs", type=int, default=None, help="passes over the training data (default 10)")
     p.add_argument("--batch-size", type=int, default=None, help="data points per step (default 100)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--lr-schedule", choices=["none", "cosine", "exponential", "burda"], default=None,
+                   help="learning rate over steps (default none): cosine decay to 0 over the run, exponential "
+                        "lr x gamma^epoch, or burda (Burda et al. 2015: passes i=0..7 of 3^i epochs at lr x 10^(-i/7))")
+    p.add_argument("--lr-warmup", type=int, default=None, help="steps of linear learning-rate warm-up (default 0)")
+    p.add_argument("--lr-gamma", type=float, default=None, help="--lr-schedule exponential: factor per epoch (0.99)")
+    p.add_argument("--kl-warmup", type=float, default=None, metavar="EPOCHS",
+                   help="weight the KL term (latent sites) from 0 up to 1 linearly over EPOCHS epochs (default 0: "
+                        "none; not with --objective iwae); validation and eval report the true ELBO")
+    p.add_argument("--early-stop", type=int, default=None, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better validation bound (every run keeps the best "
+                        "epoch as RUN/checkpoints/best.pt); may change on --resume")
     p.add_argument("--binarize", choices=["none", "dynamic"], default=None, help="dynamic: resample binary pixels each batch")
     p.add_argument("--latent-dim", type=int, default=None, help="size of z (default 50)")
     p.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths (default 400)")
@@ -65,6 +77,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest loadable checkpoint")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                   help="write per-epoch summaries to RUN/tensorboard (needs pip install \"ppl-models[tensorboard]\"); "
+                        "--no-tensorboard turns it off on --resume")
     p.set_defaults(run=run)
 
 

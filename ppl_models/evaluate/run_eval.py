@@ -75,7 +75,7 @@ def load_eval_data(config, model, split: str = "test", data: str | None = None, 
 def evaluate_run(
     run_path: str | Path, split: str = "test", nll_samples: int = 1000, limit: int | None = None,
     data_dir: str | None = None, device: str = "auto", seed: int = 0, batch_size: int = 100, progress: bool = True,
-    inference: dict | None = None, data: str | None = None,
+    inference: dict | None = None, data: str | None = None, checkpoint: str = "best",
 ) -> dict:
     """ELBO, importance-sampled NLL and bits/dim of a run on ``split``; also written to ``RUN/eval-SPLIT.json``
     (see :func:`result_path`: an earlier, different evaluation is never replaced).
@@ -98,6 +98,8 @@ def evaluate_run(
         inference: test-time strategy settings (``strategy``, ``local_steps``, ``local_lr``, ``local_tol``).
         data: a data file (``.npy``, ``.npz``, ``.pt``) to evaluate on instead of the run's own
             split; the results go to ``RUN/eval-data-<file stem>.json``.
+        checkpoint: ``best`` (``best.pt`` if the run has one, else the newest), ``latest`` or a
+            checkpoint file; the result's ``checkpoint`` names the file used.
 
     Raises:
         ValueError: before any computation, for a setting out of range (naming its flag), data of
@@ -109,13 +111,14 @@ def evaluate_run(
     at_least(batch_size, "--batch-size")
     run = RunDir(run_path)
     dev = resolve_device(device)
-    config, model = run.load_model(dev)
+    config, model, used = run.load_model_from(checkpoint, dev)
     settings = dataclasses.replace(config.train, **(inference or {}))  # TrainConfig checks the overrides
     check_strategy(settings.strategy)
     points = load_eval_data(config, model, split, data, limit, data_dir, dev, seed, run.path)
     source = str(data) if data is not None else split_source(config.train, split)
     asked = {"data": source, "split": None if data is not None else split, "nll_samples": nll_samples, "limit": limit,
-             "seed": seed, "batch_size": batch_size, "inference": {k: getattr(settings, k) for k in INFERENCE}}
+             "seed": seed, "batch_size": batch_size, "inference": {k: getattr(settings, k) for k in INFERENCE},
+             "checkpoint": checkpoint}
     out_path = result_path(run.path, points.name, asked)
     x, y = points.x, points.y
     pyro.set_rng_seed(seed)
@@ -126,7 +129,9 @@ def evaluate_run(
                                          guide_for=strategy.guide_for, y=y)
     out = {**result.to_json(), "strategy": settings.strategy, "split": asked["split"], "data": source,
            "run": str(run.path), "density_model": getattr(model, "density_model", True),
-           "seconds": round(time.perf_counter() - t0, 2), "settings": asked, "file": str(out_path)}
+           "seconds": round(time.perf_counter() - t0, 2), "settings": asked, "file": str(out_path),
+           "checkpoint": str(used.path), "checkpoint_kind": used.kind, "checkpoint_step": used.step,
+           "checkpoint_note": used.describe()}
     text = json.dumps(out, indent=2).encode()
     atomic_write(out_path, lambda f: f.write(text))
     return out

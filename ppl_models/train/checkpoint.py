@@ -22,6 +22,7 @@ from ppl_models.atomic import atomic_write
 
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 REQUIRED_KEYS = ("model", "optimizer", "rng", "epoch", "step")  # what every training checkpoint holds
+BEST = "best.pt"  # the checkpoint of the epoch with the best validation bound (ppl_models.train.best)
 
 
 class CheckpointWarning(UserWarning):
@@ -52,23 +53,34 @@ def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int
             says that the previous checkpoints are untouched.
     """
     directory = Path(directory)
-    path = checkpoint_path(directory, step)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda f: torch.save(state, f))
-    except OSError as e:
-        previous = latest_checkpoint(directory)
-        kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
-        raise OSError(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}. Free space or fix the "
-                      f"permissions, then continue with --resume") from e
+    path = _write(checkpoint_path(directory, step), state)
     for _, old in list_checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)
     return path
 
 
+def save_best(directory: Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` as ``directory/best.pt``, atomically; the keep-last-N cleanup never deletes it,
+    and resuming never reads it (its name is not a step's)."""
+    return _write(Path(directory) / BEST, state)
+
+
+def _write(path: Path, state: dict[str, Any]) -> Path:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: torch.save(state, f))
+    except OSError as e:
+        previous = latest_checkpoint(path.parent)
+        kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
+        raise OSError(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}. Free space or fix the "
+                      f"permissions, then continue with --resume") from e
+    return path
+
+
 def remove_stale_temporaries(directory: Path) -> list[Path]:
     """Delete the temporary files that a killed process left half-written in ``directory``; return them."""
-    stale = sorted(Path(directory).glob(".step-*.pt.*.tmp")) if Path(directory).is_dir() else []
+    stale = sorted([*Path(directory).glob(".step-*.pt.*.tmp"), *Path(directory).glob(f".{BEST}.*.tmp")]
+                   if Path(directory).is_dir() else [])
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

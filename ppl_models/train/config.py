@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ppl_models.train.schedules import check_schedules
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -25,6 +27,11 @@ class TrainConfig:
     epochs: int = 10  # passes over the training split
     batch_size: int = 100  # data points per SVI step
     lr: float = 1e-3  # Adam learning rate
+    lr_schedule: str = "none"  # none | cosine | exponential | burda: the rate over steps (ppl_models.train.schedules)
+    lr_warmup: int = 0  # steps of linear learning-rate warm-up, times any schedule (0: none)
+    lr_gamma: float = 0.99  # lr_schedule=exponential: the rate is lr x lr_gamma^epoch
+    kl_warmup: float = 0.0  # epochs over which the latent sites' (KL) weight climbs linearly from 0 to 1 (0: none)
+    early_stop: int | None = None  # stop after this many epochs without a better validation bound (None: never)
     seed: int = 0  # seeds parameters, shuffling and sampling; a CPU run repeats exactly
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int = 50  # steps between reading the loss back to the host
@@ -34,6 +41,7 @@ class TrainConfig:
     on_nan: str = "stop"  # stop | retry: after a non-finite loss and the rollback to the last good checkpoint
     nan_retries: int = 3  # on_nan=retry: rollbacks allowed before giving up
     nan_lr_factor: float = 0.5  # on_nan=retry: each retry multiplies the learning rate by this
+    tensorboard: bool = False  # write per-epoch summaries to RUN/tensorboard (optional extra; no effect on training)
 
     def __post_init__(self) -> None:
         for name in ("particles", "epochs", "batch_size", "log_every", "keep_checkpoints"):
@@ -61,3 +69,4 @@ class TrainConfig:
             raise ValueError(f"local_tol must be non-negative, got {self.local_tol}")
         if self.binarize not in ("none", "dynamic"):
             raise ValueError(f"binarize must be 'none' or 'dynamic', got {self.binarize!r}")
+        check_schedules(self)

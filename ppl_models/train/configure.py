@@ -14,11 +14,15 @@ from ppl_models.objectives import build_objective
 from ppl_models.registry import canonical_reference, check_data_shape, get_model, model_config
 from ppl_models.train.config import TrainConfig
 from ppl_models.train.run import RunConfig, RunDir
+from ppl_models.train.tensorboard import require_tensorboard
 
 # Settings a resumed run may change; any other difference from the saved config is an error.
 # (lr among them: after a non-finite stop, a lower --lr is the usual fix.)
 RESUMABLE_OVERRIDES = {"epochs", "device", "log_every", "lr", "checkpoint_every", "keep_checkpoints", "grad_clip",
-                       "on_nan", "nan_retries", "nan_lr_factor"}
+                       "on_nan", "nan_retries", "nan_lr_factor", "tensorboard"}
+# early_stop too: it decides only when to stop, never a step (its counters are in every checkpoint), so a larger
+# patience continues a run that stopped early, exactly as if it had been given from the start.
+RESUMABLE_OVERRIDES |= {"early_stop"}
 
 
 def default_likelihood(dataset: Dataset, binarize: str) -> str:
@@ -67,9 +71,13 @@ def configure_run(
                 _check_same(run, name, getattr(saved.train, name), value)
         overrides = {k: v for k, v in train_fields.items() if k in RESUMABLE_OVERRIDES}
         config = dataclasses.replace(saved, train=dataclasses.replace(saved.train, **overrides))
+        if config.train.tensorboard:
+            require_tensorboard()  # a missing optional package fails here, before the data load
         return config, load_data(config.train.data, data_dir, config.train.valid_data, config.train.test_data)
 
     train = TrainConfig(**train_fields)
+    if train.tensorboard:
+        require_tensorboard()
     get_model(model)  # unknown names fail before the data are loaded
     guide = GuideConfig(**guide_fields)
     check_strategy(train.strategy)

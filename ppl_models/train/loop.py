@@ -23,7 +23,7 @@ from ppl_models.paths import inside
 from ppl_models.train.checkpoint import list_checkpoints, load_latest, remove_stale_temporaries
 from ppl_models.train.curves import save_curves
 from ppl_models.train.lock import run_lock
-from ppl_models.train.metrics import MetricsLog
+from ppl_models.train.best import reconcile_best
 from ppl_models.train.run import RunConfig, RunDir
 from ppl_models.train.trainer import AfterStep, Trainer
 
@@ -33,7 +33,8 @@ def fit(run: RunDir, config: RunConfig, dataset, resume: bool = False, progress:
     """Train ``config`` on ``dataset`` into the run directory ``run``; return the trained model.
 
     Per-epoch metrics go to ``run.metrics_path``; checkpoints to ``run.checkpoints`` (one at step 0,
-    every ``checkpoint_every`` steps, and at each epoch's end); events such as rollbacks to
+    every ``checkpoint_every`` steps, and at each epoch's end; the best epoch's also as ``best.pt``,
+    see :mod:`ppl_models.train.best`); events such as rollbacks to
     ``run.events_path``; at the end, the curves of the metrics to ``run.figures / "curves.png"``
     (a failure to write them is a printed warning, not an error).
 
@@ -71,9 +72,10 @@ def _train(run: RunDir, config: RunConfig, trainer: Trainer, resume: bool) -> to
             trainer.load_state_dict(state)
             trainer.say(f"resuming {run.path} at step {trainer.step} (epoch {trainer.epochs_done + 1}, "
                               f"batch {trainer.batch}) from {path.name}")
-            metrics = MetricsLog(run.metrics_path, resume_epoch=trainer.epochs_done)
+            reconcile_best(run.checkpoints, state, trainer._event)  # a crash between step-N.pt and best.pt
+            metrics = trainer.open_metrics(trainer.epochs_done)
         else:
-            metrics = MetricsLog(run.metrics_path)
+            metrics = trainer.open_metrics()
             trainer.save()  # step 0: a run killed before its first interval resumes, and rollbacks have a target
         model = trainer.train(metrics)
     _save_curves(run, trainer)

@@ -14,7 +14,7 @@ import torch
 from guides.config import GuideConfig
 from ppl_models.atomic import atomic_write
 from ppl_models.registry import build_model, model_config
-from ppl_models.train.checkpoint import load_latest
+from ppl_models.train.best import CheckpointChoice, choose_checkpoint
 from ppl_models.train.config import TrainConfig
 
 FORMAT_VERSION = 1
@@ -94,13 +94,19 @@ class RunDir:
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{self.config_path} is malformed: {e}") from e
 
-    def load_model(self, device: str | torch.device = "cpu") -> tuple[RunConfig, torch.nn.Module]:
-        """Rebuild the model from ``config.json`` and the newest loadable checkpoint, in eval mode
-        (an unreadable newest checkpoint is skipped with a warning naming it)."""
+    def load_model(self, device: str | torch.device = "cpu", checkpoint: str = "best") -> tuple[RunConfig, torch.nn.Module]:
+        """Rebuild the model from ``config.json`` and a checkpoint, in eval mode: ``best`` (default:
+        ``best.pt``, the epoch with the best validation bound, else the newest), ``latest`` (the newest
+        loadable one; an unreadable newest checkpoint is skipped with a warning naming it) or a file."""
+        return self.load_model_from(checkpoint, device)[:2]
+
+    def load_model_from(self, checkpoint: str = "best", device: str | torch.device = "cpu"
+                        ) -> tuple[RunConfig, torch.nn.Module, CheckpointChoice]:
+        """:meth:`load_model`, and which checkpoint it loaded (:func:`ppl_models.train.best.choose_checkpoint`)."""
         config = self.load_config()
-        loaded = load_latest(self.checkpoints)
+        loaded = choose_checkpoint(self.checkpoints, checkpoint)
         if loaded is None:
             raise FileNotFoundError(f"run {self.path} has no checkpoint in {self.checkpoints}")
         model = config.build()
         model.load_state_dict(loaded[1]["model"])
-        return config, model.to(device).eval()
+        return config, model.to(device).eval(), loaded[0]

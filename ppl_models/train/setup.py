@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import pyro
@@ -13,6 +14,7 @@ from ppl_models.models.protocol import UNKNOWN_LABEL, bind_labels, check_labels,
 from ppl_models.objectives import build_objective
 from ppl_models.train.batches import hide_labels
 from ppl_models.train.config import TrainConfig
+from ppl_models.train.schedules import KLWeight
 
 
 def resolve_device(name: str) -> torch.device:
@@ -110,7 +112,8 @@ def check_objective(model: torch.nn.Module, tc: TrainConfig, data: TrainingData)
                     xb = torch.bernoulli(xb)
                 yb = data.train_y.index_select(0, idx) if data.train_y is not None and labelled else None
                 view = bind_labels(model, yb)
-                objective.differentiable_loss(view.model, view.guide, xb)
+                with KLWeight(0.5) if tc.kl_warmup else nullcontext():  # --kl-warmup's handler, if used
+                    objective.differentiable_loss(view.model, view.guide, xb)
     finally:
         set_rng_state(rng)
         with torch.no_grad():

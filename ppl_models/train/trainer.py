@@ -16,17 +16,20 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from ppl_models.evaluate.likelihood import per_datapoint_bounds
 from ppl_models.inference import build_strategy
 from ppl_models.models.protocol import bind_labels
 from ppl_models.objectives import build_objective
+from ppl_models.paths import inside
 from ppl_models.train.batches import split_batches, steps_per_epoch
-from ppl_models.train.checkpoint import load_latest, save_checkpoint
-from ppl_models.train.metrics import MetricsLog
+from ppl_models.train.best import BEST, BestTracker, monitored, validation_bounds
+from ppl_models.train.checkpoint import load_latest, save_best, save_checkpoint
+from ppl_models.train.metrics import IWAE_COLUMNS, MetricsLog
 from ppl_models.train.nonfinite import NonFinite, NonFiniteError, SiteCheck, StepHooks, all_finite, first_nonfinite
 from ppl_models.train.run import RunConfig, RunDir
+from ppl_models.train.schedules import kl_annealing, lr_factor, lr_scheduled
 from ppl_models.train.setup import check_objective, make_optimizer, prepare_data, resolve_device
 from ppl_models.train.signals import GracefulStop, TrainingStopped
+from ppl_models.train.tensorboard import TensorBoardLog
 
 AfterStep = Callable[[int, torch.nn.Module], None]
 
@@ -46,6 +49,8 @@ class Trainer:
         pyro.set_rng_seed(tc.seed)
         self.model = config.build().to(self.device)
         self.optimizer = make_optimizer(self.model, tc.lr)
+        self.tensorboard = TensorBoardLog(inside(run.path, "tensorboard"), self.optimizer, self.model.parameters(),
+                                          dataset.valid) if tc.tensorboard else None  # hooked before StepHooks clips
         self.hooks = StepHooks(self.model, self.optimizer, tc.grad_clip)
         self.objective = build_objective(tc.objective, tc.particles, tc.grad_estimator)
         self.data = prepare_data(self.model, dataset, tc, self.device)
@@ -60,6 +65,7 @@ class Trainer:
         self.interval_loss = torch.zeros((), device=self.device)
         self.interval_start = 0
         self.lr_scale, self.retries = 1.0, 0  # learning-rate multiplier and rollbacks used by on_nan=retry
+        self.best = BestTracker()  # the best validation bound so far: best.pt and --early-stop
         self.careful_until = self.replayed_to = 0  # replay steps up to careful_until one by one
         self.stop = GracefulStop()
         self._mark = time.perf_counter()  # when time was last added to elapsed and epoch_time
@@ -76,7 +82,7 @@ class Trainer:
                 "strategy": self.strategy.state_dict(), "epoch": self.epochs_done, "batch": self.batch,
                 "step": self.step, "elapsed_s": self.elapsed, "epoch_time_s": self.epoch_time,
                 "epoch_loss": self.epoch_loss.detach().cpu(), "lr_scale": self.lr_scale,
-                "nan_retries": self.retries, "base_lr": self.tc.lr}
+                "nan_retries": self.retries, "base_lr": self.tc.lr, "best": self.best.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` output (RNG states stay on the CPU)."""
@@ -91,11 +97,14 @@ class Trainer:
         self.elapsed, self.epoch_time = state["elapsed_s"], state.get("epoch_time_s", 0.0)
         self.epoch_loss = state.get("epoch_loss", torch.zeros(())).to(self.device).clone()
         self.lr_scale, self.retries = state.get("lr_scale", 1.0), state.get("nan_retries", 0)
+        self.best.load_state_dict(state.get("best"), self.epochs_done)
         if state.get("base_lr", self.tc.lr) != self.tc.lr:  # --lr changed on resume: use it as given
             self.lr_scale = 1.0
         self._apply_lr()
         self.interval_loss.zero_()
         self.interval_start = self.step
+        if self.tensorboard is not None:
+            self.tensorboard.reset_grad_norm()
         self.bar.n = self.step
         self.bar.refresh()
 
@@ -114,15 +123,19 @@ class Trainer:
         self.load_state_dict(state)
         self.retries, self.lr_scale = retries, scale
         self._apply_lr()
-        self.metrics = MetricsLog(self.run.metrics_path, resume_epoch=self.epochs_done)
+        self.metrics = self.open_metrics(self.epochs_done)
         return path
+
+    def open_metrics(self, resume_epoch: int | None = None) -> MetricsLog:
+        """metrics.csv (kept up to ``resume_epoch`` when resuming), with a valid_iwae column for iwae runs."""
+        return MetricsLog(self.run.metrics_path, resume_epoch, IWAE_COLUMNS if self.tc.objective == "iwae" else None)
 
     # -- the loop ---------------------------------------------------------------------------------
     def train(self, metrics: MetricsLog) -> torch.nn.Module:
         """Run the remaining epochs, recovering from non-finite values; return the model in eval mode."""
         self.metrics = metrics
         self._mark = time.perf_counter()
-        with pyro.validation_enabled(False):
+        with pyro.validation_enabled(False), self.tensorboard or nullcontext():  # closes the event file
             while True:
                 try:
                     self._epochs()
@@ -134,7 +147,7 @@ class Trainer:
 
     def _epochs(self) -> None:
         tc, data = self.tc, self.data
-        while self.epochs_done < tc.epochs:
+        while self.epochs_done < tc.epochs and not self.best.exhausted(tc.early_stop, self.epochs_done):
             self.bar.set_description(f"epoch {self.epochs_done + 1}/{tc.epochs}")
             self.data_rng.set_state(self.epoch_rng)
             perm = torch.randperm(data.train_x.shape[0], generator=self.data_rng)
@@ -145,6 +158,9 @@ class Trainer:
             for idx, labelled in batches[self.batch:]:
                 self._step(idx, labelled)
             self._end_epoch()
+        if self.epochs_done < tc.epochs:  # --early-stop ended it
+            self._event(self.best.describe_stop(tc.early_stop, monitored(tc), self.epochs_done,
+                                                self.run.checkpoints / BEST))
 
     def _step(self, idx: torch.Tensor, labelled: bool) -> None:
         tc, data = self.tc, self.data
@@ -159,7 +175,9 @@ class Trainer:
             xb = torch.bernoulli(xb)
         yb = data.train_y.index_select(0, idx) if data.train_y is not None and labelled else None
         self.hooks.careful, self.hooks.finding = careful, None
-        with SiteCheck() if careful else nullcontext() as sites:
+        if lr_scheduled(tc):
+            self._apply_lr()
+        with SiteCheck() if careful else nullcontext() as sites, kl_annealing(tc, self.step, self.n_steps):
             loss = self.strategy.step(self.objective, bind_labels(self.model, yb), self.optimizer, xb, idx)
         self.hooks.careful = False
         self.step += 1
@@ -212,19 +230,25 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         data, epoch = self.data, self.epochs_done + 1
-        valid_elbo = per_datapoint_bounds(self.model, data.valid_x, 1, batch_size=1000,
-                                          guide_for=self.strategy.guide_for, y=data.valid_y)[0].mean().item()
+        bounds = validation_bounds(self.model, data, self.strategy.guide_for, self.tc)  # valid_elbo (, valid_iwae)
+        valid_elbo = bounds["valid_elbo"]
         self._clock()
         row = dict(epoch=epoch, step=self.step, train_loss=round(self.epoch_loss.item() / data.train_x.shape[0], 4),
-                   valid_elbo=round(valid_elbo, 4), epoch_time_s=round(self.epoch_time, 3),
+                   **{k: round(v, 4) for k, v in bounds.items()}, epoch_time_s=round(self.epoch_time, 3),
                    elapsed_s=round(self.elapsed, 3))
         self.metrics.append(**row)
+        if self.tensorboard is not None:
+            self.tensorboard.log_epoch(self.step, row["train_loss"], row["valid_elbo"],
+                                       self.optimizer.param_groups[0]["lr"], self.model)
         self.say(f"epoch {epoch}: train loss {row['train_loss']:.2f}  valid ELBO {valid_elbo:.2f}  "
                  f"({self.epoch_time:.1f}s)")
         self.epochs_done, self.batch, self.epoch_time = epoch, 0, 0.0
         self.epoch_rng = self.data_rng.get_state()
         self.epoch_loss.zero_()
+        improved = self.best.update(bounds[monitored(self.tc)], epoch, self.step)
         path = self.save()
+        if improved:  # right after its step-N.pt: a crash in between is repaired on resume (best.reconcile_best)
+            save_best(self.run.checkpoints, self.state_dict())
         if self.stop.requested:
             raise TrainingStopped(self.stop.requested, self.step, path)
 
@@ -266,7 +290,7 @@ class Trainer:
 
     def _apply_lr(self) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = self.tc.lr * self.lr_scale
+            group["lr"] = self.tc.lr * self.lr_scale * lr_factor(self.tc, self.step, self.n_steps)
 
     def _clock(self) -> None:
         now = time.perf_counter()

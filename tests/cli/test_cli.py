@@ -19,7 +19,8 @@ def run_dir(tmp_path_factory):
 
 def test_train_writes_a_run_directory(run_dir):
     assert (run_dir / "config.json").exists() and (run_dir / "metrics.csv").exists()
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-00000015.pt", "step-00000030.pt"]  # 15 steps an epoch
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "step-00000015.pt",
+                                                                            "step-00000030.pt"]  # 15 steps an epoch
     for name in ("mean.png", "draws.png"):
         assert Image.open(run_dir / "samples" / name).size[0] > 0
     config = json.loads((run_dir / "config.json").read_text())
@@ -119,7 +120,7 @@ def test_a_corrupt_newest_checkpoint_is_reported_and_skipped(tmp_path, capsys):
     assert main(["train", "vae", *TINY, "--epochs", "1", "--checkpoint-every", "5", "--out", str(run)]) == 0
     (run / "checkpoints" / "step-00000015.pt").write_bytes(b"garbage")
     capsys.readouterr()
-    assert main(["eval", str(run), "--nll-samples", "5", "--limit", "10"]) == 0
+    assert main(["eval", str(run), "--nll-samples", "5", "--limit", "10", "--checkpoint", "latest"]) == 0
     err = capsys.readouterr().err
     assert "ppl eval: warning: checkpoint " in err and "step-00000015.pt is corrupt" in err
     assert "falling back to step-00000010.pt" in err

@@ -44,7 +44,7 @@ def test_resume_falls_back_from_a_corrupt_newest_checkpoint_and_says_so(tmp_path
     with pytest.raises(ValueError, match="step-00000030.pt"):
         load_checkpoint(run.checkpoints / "step-00000030.pt")
     with pytest.warns(CheckpointWarning, match="step-00000030.pt .*falling back to step-00000025.pt"):
-        _, model = run.load_model()  # eval, sample and probe read runs this way
+        _, model = run.load_model(checkpoint="latest")  # eval, sample and probe read runs this way (best.pt: test_best.py)
     with pytest.warns(CheckpointWarning, match="falling back to step-00000025.pt"):
         resumed = fit(run, tiny_run_config(epochs=3, train_fields=GUARDED), digits, resume=True, progress=False)
     assert states_equal(straight, resumed.state_dict())  # step 25 onwards was replayed exactly
