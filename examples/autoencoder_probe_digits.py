@@ -26,11 +26,12 @@ from ppl_models.train.run import RunConfig
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the example; return the reconstruction log-likelihood and the probe's accuracy as a dict."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=100)
-    ap.add_argument("--latent-dim", type=int, default=8)
-    ap.add_argument("--hidden", type=int, default=400)
-    ap.add_argument("--out", default="runs/autoencoder")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=100, help="passes over the training digits")
+    ap.add_argument("--latent-dim", type=int, default=8, help="size of z")
+    ap.add_argument("--hidden", type=int, default=400, help="hidden width")
+    ap.add_argument("--out", default="runs/autoencoder", help="run (or output) directory")
     args = ap.parse_args(argv)
 
     data = load_dataset("digits")

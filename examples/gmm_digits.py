@@ -30,14 +30,15 @@ def no_guide(x: torch.Tensor, batch_size: int | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the example; return the test-set results and the saved figures as a dict."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=100)
-    ap.add_argument("--components", type=int, default=10)
-    ap.add_argument("--min-scale", type=float, default=0.05)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=100, help="passes over the training digits")
+    ap.add_argument("--components", type=int, default=10, help="mixture components")
+    ap.add_argument("--min-scale", type=float, default=0.05, help="smallest component scale")
     ap.add_argument("--lr", type=float, default=0.02, help="Adam step size (the means move about lr per step)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="random seed")
     ap.add_argument("--samples", type=int, default=64, help="draws in the sample grid")
-    ap.add_argument("--out", default="runs/gmm")
+    ap.add_argument("--out", default="runs/gmm", help="run (or output) directory")
     args = ap.parse_args(argv)
 
     data = load_dataset("digits")

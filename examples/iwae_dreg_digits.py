@@ -17,12 +17,14 @@ from ppl_models.inference.report import markdown, write_results
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the comparison; return its results (rows, curves, estimator check)."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=50)
-    ap.add_argument("--strategies", default="elbo,iwae:10,iwae:10:dreg,semi-amortized:5,per-datapoint")
-    ap.add_argument("--latent-dim", type=int, default=8)
-    ap.add_argument("--nll-samples", type=int, default=1000)
-    ap.add_argument("--out", default="runs/example-compare")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=50, help="passes over the training digits")
+    ap.add_argument("--strategies", default="elbo,iwae:10,iwae:10:dreg,semi-amortized:5,per-datapoint",
+                    help="comma-separated strategy specs (see ppl compare-inference --help)")
+    ap.add_argument("--latent-dim", type=int, default=8, help="size of z")
+    ap.add_argument("--nll-samples", type=int, default=1000, help="importance samples per test image")
+    ap.add_argument("--out", default="runs/example-compare", help="run (or output) directory")
     args = ap.parse_args(argv)
 
     config = CompareConfig(

@@ -29,14 +29,15 @@ def _pair(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the example; return the test-set results as a dict."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=100)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=100, help="passes over the training digits")
     ap.add_argument("--latent-dims", type=_pair, default=(16, 8), help="sizes of z1 and z2, e.g. 16,8")
     ap.add_argument("--hidden", type=_pair, default=(200, 100), help="widths of the x<->z1 and z1<->z2 networks")
     ap.add_argument("--objective", default="elbo", help="elbo, elbo-analytic or iwae (standard gradients)")
     ap.add_argument("--particles", type=int, default=1, help="K of the objective")
-    ap.add_argument("--nll-samples", type=int, default=1000)
-    ap.add_argument("--out", default="runs/two_layer_vae")
+    ap.add_argument("--nll-samples", type=int, default=1000, help="importance samples per test image")
+    ap.add_argument("--out", default="runs/two_layer_vae", help="run (or output) directory")
     args = ap.parse_args(argv)
 
     data = load_dataset("digits")

@@ -22,12 +22,13 @@ from ppl_models.train.run import RunConfig
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the example; return the test-set results as a dict."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=100)
-    ap.add_argument("--latent-dim", type=int, default=8)
-    ap.add_argument("--hidden", type=int, default=400)
-    ap.add_argument("--nll-samples", type=int, default=1000)
-    ap.add_argument("--out", default="runs/example")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=100, help="passes over the training digits")
+    ap.add_argument("--latent-dim", type=int, default=8, help="size of z")
+    ap.add_argument("--hidden", type=int, default=400, help="hidden width")
+    ap.add_argument("--nll-samples", type=int, default=1000, help="importance samples per test image")
+    ap.add_argument("--out", default="runs/example", help="run (or output) directory")
     args = ap.parse_args(argv)
 
     data = load_dataset("digits")

@@ -55,3 +55,16 @@ def test_notebook_runs_end_to_end(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "k-hat > 0.7 for" in out and out.rstrip().endswith("True")  # a loaded run evaluates the same
     assert (tmp_path / "nb" / "grid.png").exists() and (tmp_path / "nb" / "diagnostics" / "inference_data.nc").exists()
+
+
+def test_every_example_help_shows_the_defaults(capsys):
+    import pytest
+
+    for path in sorted(EXAMPLES.glob("*.py")):
+        if path.name == "notebook.py":  # a notebook, no command line
+            continue
+        with pytest.raises(SystemExit):
+            load(path.stem).main(["--help"])
+        text = capsys.readouterr().out.split("options:", 1)[1]  # argparse's option list
+        flags = [line for line in text.splitlines() if line.startswith("  --")]
+        assert flags and text.count("(default:") >= len(flags), (path.name, text)
