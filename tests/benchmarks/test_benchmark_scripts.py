@@ -107,3 +107,10 @@ def test_loop_overhead_script_times_both_loops():
     result = importlib.import_module("loop_overhead").main(["--epochs", "1", "--repeats", "1"])
     assert result["steps"] == 72 and _positive_finite(result["ratio"])
     assert _positive_finite(result["bare_ms_per_step"]) and _positive_finite(result["fit_ms_per_step"])
+
+
+def test_select_quickstart_scores_every_candidate(tmp_path):
+    select = importlib.import_module("select_quickstart")
+    rows = select.main(["--latent-dims", "2", "3", "--obs-scales", "0.3", "--epochs", "1", "--out", str(tmp_path)])
+    assert [(r["latent_dim"], r["obs_scale"]) for r in rows] == [(2, 0.3), (3, 0.3)]
+    assert all(0 <= r["recognisable"] <= 64 and 0 < r["mean_confidence"] <= 1 for r in rows)
