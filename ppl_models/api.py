@@ -113,19 +113,26 @@ class Run:
                          inference or None, data, self.checkpoint)
         return EvalResult(**{f.name: r[f.name] for f in dataclasses.fields(EvalResult)})
 
-    def sample(self, n: int = 64, mean: bool = False, seed: int = 0) -> torch.Tensor:
+    def sample(self, n: int = 64, mean: bool = False, seed: int = 0, data_dir: str | None = None) -> torch.Tensor:
         """``n`` draws x ~ p(x) (or decoder means with ``mean=True``), ``[n, *event_shape]``, on the CPU."""
         from ppl_models.evaluate.samples import sample_observations
 
+        data = self._test_split(data_dir, required=True) if hasattr(self.model, "sample_inputs") else None
         pyro.set_rng_seed(seed)
-        return sample_observations(self.model, n, mean=mean, data=self._sample_data()).cpu()
+        return sample_observations(self.model, n, mean=mean, data=data).cpu()
 
-    def save_samples(self, path: str | Path, n: int = 64, mean: bool = False, seed: int = 0) -> Path:
-        """Save :meth:`sample` as a PNG grid (one column per class for label-conditioned models)."""
-        from ppl_models.evaluate.samples import as_images, grid_columns, save_grid
+    def save_samples(self, path: str | Path, n: int = 64, mean: bool = False, seed: int = 0,
+                     data_dir: str | None = None) -> Path:
+        """Save :meth:`sample` by ``path``'s suffix, as ``ppl sample``: ``.npy`` or ``.pt`` hold the samples;
+        ``.png`` is an image grid (one column per class for label-conditioned models), or for vector data
+        a pairs plot against the run's test data."""
+        from ppl_models.evaluate.samples import grid_columns, sample_suffix, save_samples
 
-        return save_grid(as_images(self.sample(n, mean, seed)), path, grid_columns(self.model))
-
+        reference = None
+        if sample_suffix(path) == ".png" and len(self.config.event_shape) == 1:
+            test = self._test_split(data_dir, required=False)
+            reference = None if test is None else test.x
+        return save_samples(self.sample(n, mean, seed, data_dir), path, grid_columns(self.model), reference)
     def diagnose(self, split: str = "test", data: str | None = None, limit: int | None = None,
                  out: str | Path | None = None, progress: bool = True, data_dir: str | None = None,
                  **settings) -> DiagnoseResult:
@@ -138,13 +145,21 @@ class Run:
                                      self.device, progress)
         return DiagnoseResult(result.summary, tuple(files))
 
-    def _sample_data(self):
-        if not hasattr(self.model, "sample_inputs"):
-            return None
+    def _test_split(self, data_dir: str | None, required: bool):
+        """The run's test split (checked against its event shape); where not ``required``, None if it
+        cannot be loaded or has another shape."""
         from ppl_models.data import load_data
+        from ppl_models.models.protocol import check_event_shape
 
         t = self.config.train
-        return load_data(t.data, None, t.valid_data, t.test_data).test
+        try:
+            test = load_data(t.data, data_dir, t.valid_data, t.test_data).test
+            check_event_shape(test.x, self.config.event_shape, f"{t.data}/test", f"the run {self.path} was trained on")
+        except (ValueError, OSError):
+            if required:
+                raise
+            return None
+        return test
 
 
 def load(path: str | Path, device: str = "cpu", checkpoint: str = "best") -> Run:

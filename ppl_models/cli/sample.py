@@ -25,40 +25,13 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def _test_split(config, data_dir: str | None):
-    """The run's test split, or None where it cannot be loaded."""
-    from ppl_models.data import load_data
-
-    try:
-        return load_data(config.train.data, data_dir, config.train.valid_data, config.train.test_data).test
-    except (ValueError, OSError):
-        return None
-
-
 def run(args: argparse.Namespace) -> None:
-    """Load the run, sample and save the samples (or a picture of them)."""
-    import pyro
-
-    from ppl_models.data import load_data
+    """Load the run, sample and save the samples (or a picture of them): :meth:`ppl_models.api.Run.save_samples`."""
+    from ppl_models.api import load
     from ppl_models.evaluate.checks import at_least
-    from ppl_models.evaluate.samples import grid_columns, sample_observations, sample_suffix, save_samples
-    from ppl_models.models.protocol import check_event_shape
-    from ppl_models.train import RunDir
+    from ppl_models.evaluate.samples import sample_suffix
 
-    suffix = sample_suffix(args.out)
+    sample_suffix(args.out)  # a bad suffix is refused before the run is loaded
     at_least(args.n, "-n")
-    config, model = RunDir(args.run_dir).load_model("cpu")
-    data = None
-    if hasattr(model, "sample_inputs"):  # e.g. the images a completion model completes
-        data = load_data(config.train.data, args.data_dir, config.train.valid_data, config.train.test_data).test
-        check_event_shape(data.x, config.event_shape, f"{config.train.data}/test",
-                          f"the run {args.run_dir} was trained on")
-    reference = None
-    if suffix == ".png" and len(config.event_shape) == 1:  # a pairs plot, drawn against the test data
-        test = data if data is not None else _test_split(config, args.data_dir)
-        if test is not None and tuple(test.x.shape[1:]) == tuple(config.event_shape):
-            reference = test.x
-    pyro.set_rng_seed(args.seed)
-    path = save_samples(sample_observations(model, args.n, mean=args.mean, data=data), args.out,
-                        grid_columns(model), reference)
+    path = load(args.run_dir, "cpu").save_samples(args.out, args.n, args.mean, args.seed, args.data_dir)
     print(f"saved {args.n} {'means' if args.mean else 'draws'} to {path}")

@@ -45,8 +45,8 @@ Choices:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 
@@ -55,12 +55,12 @@ import torch
 from pyro import poutine
 from pyro.distributions.util import sum_rightmost
 from pyro.poutine.util import site_is_subsample
-from pyro.util import get_rng_state, set_rng_state
 from torch import nn
 from torch.distributions import biject_to
 from tqdm.auto import tqdm
 
 from ppl_models.inference.nuts import frozen
+from ppl_models.rng import restored_rng
 from ppl_models.objectives.log_weights import sum_enumerated
 
 CHAIN_DIM = -2  # dim of the chain plate; the model's data plate is dim -1
@@ -96,20 +96,6 @@ def beta_schedule(steps: int, schedule: str = "sigmoid") -> list[float]:
         raise ValueError(f"ais: schedule must be 'sigmoid' or 'linear', got {schedule!r}")
     s = [1.0 / (1.0 + math.exp(-SIGMOID_DELTA * (2 * t - 1))) for t in ts]
     return [0.0] + [(v - s[0]) / (s[-1] - s[0]) for v in s[1:-1]] + [1.0]
-
-
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run the block under ``pyro.set_rng_seed(seed)``, then restore the caller's RNG state (CUDA's too)."""
-    state = get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    try:
-        pyro.set_rng_seed(seed)
-        yield
-    finally:
-        set_rng_state(state)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
 
 
 def owner_module(model: Callable) -> nn.Module | None:
@@ -327,7 +313,7 @@ def ais_log_likelihood(model: Callable, x: torch.Tensor, steps: int = 500, chain
     if leapfrog < 1 or chains < 1:
         raise ValueError(f"ais: leapfrog and chains must be at least 1, got {leapfrog} and {chains}")
     betas = beta_schedule(steps, schedule)
-    with seeded(seed), network_frozen(model), torch.no_grad(), pyro.validation_enabled(False):
+    with restored_rng(seed), network_frozen(model), torch.no_grad(), pyro.validation_enabled(False):
         path = AnnealingPath(model, x, chains)
         if path.exact:
             log_w = path.evaluate({}, 1.0, grad=False).log_f.expand(chains, -1)

@@ -28,7 +28,8 @@ import torch
 from pyro import poutine
 
 from ppl_models.diagnostics.ais import (AnnealingPath, anneal, beta_schedule, log_mean_exp, network_frozen,
-                                        owner_module, seeded, tuned_step_sizes)
+                                        owner_module, tuned_step_sizes)
+from ppl_models.rng import restored_rng
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def bdmc(model: Callable, num_points: int, steps: int = 500, chains: int = 8, le
         **model_kwargs: passed to the model when simulating and annealing.
     """
     betas = beta_schedule(steps, schedule)
-    with seeded(seed), network_frozen(model), torch.no_grad(), pyro.validation_enabled(False):
+    with restored_rng(seed), network_frozen(model), torch.no_grad(), pyro.validation_enabled(False):
         program, x, z = _prepared(model, num_points, model_kwargs)
         lower, upper = _bounds(program, x, z, betas, chains, leapfrog, step_size, progress)
     return BDMCResult(lower, upper, steps, chains, x)
@@ -119,7 +120,7 @@ def bdmc_sandwich(model: Callable, num_points: int, step_counts: tuple[int, ...]
         simulated points of both bounds, and upper - lower.
     """
     rows = []
-    with seeded(seed), network_frozen(model), torch.no_grad(), pyro.validation_enabled(False):
+    with restored_rng(seed), network_frozen(model), torch.no_grad(), pyro.validation_enabled(False):
         program, x, z = _prepared(model, num_points, model_kwargs)
         for steps in step_counts:
             betas = beta_schedule(steps, schedule)

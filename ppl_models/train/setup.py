@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import pyro
 import torch
-from pyro.util import get_rng_state, set_rng_state
 
 from ppl_models.models.likelihoods import check_probabilities
 from ppl_models.models.protocol import UNKNOWN_LABEL, bind_labels, check_labels, check_observations, label_use
 from ppl_models.objectives import build_objective
+from ppl_models.rng import restored_rng
 from ppl_models.train.batches import hide_labels
 from ppl_models.train.config import TrainConfig
 from ppl_models.train.schedules import KLWeight
@@ -99,10 +99,9 @@ def check_objective(model: torch.nn.Module, tc: TrainConfig, data: TrainingData)
         kinds = [(torch.arange(min(2, n)), True)]
     else:
         kinds = [(data.known.nonzero()[:2, 0], True), ((~data.known).nonzero()[:2, 0], False)]
-    rng = get_rng_state()
     buffers = [(b, b.detach().clone()) for b in model.buffers()]  # running statistics (batch norm) are put back
     try:
-        with pyro.validation_enabled(False):
+        with restored_rng(), pyro.validation_enabled(False):
             for idx, labelled in kinds:
                 if idx.numel() == 0:
                     continue
@@ -115,7 +114,6 @@ def check_objective(model: torch.nn.Module, tc: TrainConfig, data: TrainingData)
                 with KLWeight(0.5) if tc.kl_warmup else nullcontext():  # --kl-warmup's handler, if used
                     objective.differentiable_loss(view.model, view.guide, xb)
     finally:
-        set_rng_state(rng)
         with torch.no_grad():
             for buffer, saved in buffers:
                 buffer.copy_(saved)

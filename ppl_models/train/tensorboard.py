@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyro.util
 import torch
 
 from ppl_models.evaluate.samples import grid_columns, image_grid, sample_observations
+from ppl_models.rng import restored_rng
 
 INSTALL_HINT = 'pip install "ppl-models[tensorboard]" (or pip install tensorboard)'
 GRID_SAMPLES = 64  # decoder means in each epoch's sample grid, as in samples/mean.png
@@ -101,18 +101,13 @@ class TensorBoardLog:
     def _sample_grid(self, model: torch.nn.Module) -> torch.Tensor | None:
         """Decoder means as a grid ``[H, W]`` in [0, 1], or None for vector data; random states and the
         module's mode are restored, so training goes on exactly as without it."""
-        device = next(iter(model.parameters()), torch.zeros(())).device
-        rng = pyro.util.get_rng_state()
-        cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
         training = model.training
         try:
             model.eval()
-            samples = sample_observations(model, GRID_SAMPLES, mean=True, data=self.data)
+            with restored_rng():
+                samples = sample_observations(model, GRID_SAMPLES, mean=True, data=self.data)
         finally:
             model.train(training)
-            pyro.util.set_rng_state(rng)
-            if cuda_rng is not None:
-                torch.cuda.set_rng_state(cuda_rng, device)
         if samples.dim() != 3:  # vectors [n, D] (and other shapes) are not images
             return None
         return image_grid(samples.detach().float().cpu(), grid_columns(model))

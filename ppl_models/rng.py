@@ -1,0 +1,28 @@
+"""Work that must not disturb the random streams of the code around it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pyro
+import torch
+from pyro.util import get_rng_state, set_rng_state
+
+
+@contextmanager
+def restored_rng(seed: int | None = None) -> Iterator[None]:
+    """Run the block (under ``pyro.set_rng_seed(seed)`` if ``seed`` is given), then put back every
+    random state it may have used: Python's, NumPy's and torch's (``pyro.util.get_rng_state``) and,
+    once CUDA is initialized, every CUDA device's. A seeded run then draws exactly what it would
+    have drawn without the block (a diagnostic, a sample grid, a probe of the objective)."""
+    state = get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        if seed is not None:
+            pyro.set_rng_seed(seed)
+        yield
+    finally:
+        set_rng_state(state)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
