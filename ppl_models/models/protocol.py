@@ -18,6 +18,11 @@ A model is an ``nn.Module`` built as ``cls(config, event_shape)`` that declares:
   log p(x)).
 - optionally ``sample_inputs(self, data, n) -> dict``: keyword arguments ``model`` needs to draw
   ``n`` samples (e.g. the visible half of test images for a model that completes images).
+- optionally ``has_likelihood = False``: the observed site has no density (an implicit model such
+  as a GAN's generator without an observation model). Every bound, NLL and likelihood-based
+  diagnostic then reports "no likelihood" instead of a number; sampling still works.
+- optionally ``training_strategy``: the inference strategy the model trains with by default (a
+  GAN: ``"adversarial"``), used when the run asks for the default (``amortized``).
 
 Nothing else is required: likelihood support checks, evaluation bounds and sampling read the
 model's sites through Pyro's effect handlers.
@@ -35,6 +40,14 @@ from torch.distributions import constraints
 
 LABEL_USES = (None, "condition", "semi-supervised")
 UNKNOWN_LABEL = -1  # a hidden label in a semi-supervised training split
+
+
+NO_LIKELIHOOD = "no likelihood"  # what tables print for a model whose observed site has no density
+
+
+def has_likelihood(module: Any) -> bool:
+    """Whether ``module``'s observed site has a density, so that bounds and NLLs mean something."""
+    return bool(getattr(module, "has_likelihood", True))
 
 
 def label_use(module: Any) -> str | None:
