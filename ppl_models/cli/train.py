@@ -11,6 +11,7 @@ from ppl_models.cli.common import (add_data_dir, add_device, add_guide, add_mode
 TRAIN_FLAGS = ["data", "valid_data", "test_data", "labelled", "binarize", "objective", "particles", "grad_estimator", "strategy", "local_steps", "local_lr",
                "local_tol", "epochs", "batch_size", "lr", "seed", "device", "log_every", "checkpoint_every",
                "keep_checkpoints", "grad_clip", "on_nan", "nan_retries", "nan_lr_factor", "tensorboard"]
+TRAIN_FLAGS += ["d_steps", "generator_loss"]  # --strategy adversarial (a GAN)
 TRAIN_FLAGS += ["lr_schedule", "lr_warmup", "lr_gamma", "kl_warmup", "early_stop"]  # ppl_models.train.schedules, .best
 # Flags that fill the model's config dataclass.
 MODEL_FLAGS = ["latent_dim", "hidden", "activation", "likelihood", "obs_scale"]
@@ -39,6 +40,10 @@ def add_parser(subparsers) -> None:
                    help="semi-amortized: refinement steps (default 10); per-datapoint: step cap (default 200)")
     p.add_argument("--local-lr", type=float, default=None, help="step size of the per-data-point updates")
     p.add_argument("--local-tol", type=float, default=None, help="per-datapoint convergence tolerance (default 1e-3)")
+    p.add_argument("--d-steps", type=int, default=None, metavar="K",
+                   help="GAN: discriminator steps per generator step (default 1; Goodfellow et al. 2014, Alg. 1)")
+    p.add_argument("--generator-loss", choices=["non-saturating", "minimax"], default=None,
+                   help="GAN: the generator's loss (default non-saturating: -log D(G(z)))")
     p.add_argument("--epochs", type=int, default=None, help="passes over the training data (default 10)")
     p.add_argument("--batch-size", type=int, default=None, help="data points per step (default 100)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import torch
 
+from ppl_models.models.protocol import has_likelihood
 from ppl_models.train.checkpoint import (BEST, CheckpointWarning, checkpoint_path, load_checkpoint, load_latest,
                                          save_best)
 
@@ -38,10 +39,12 @@ def monitored(tc) -> str:
 def validation_bounds(model, data, guide_for: Callable, tc) -> dict[str, float]:
     """Mean validation bounds in nats per point: ``valid_elbo``, plus ``valid_iwae`` (the IWAE-K bound,
     K = ``tc.particles``, from the same K draws, whose mean log w is then the ELBO) for iwae runs.
-    Read back to the host once."""
+    Read back to the host once. NaN for a model without likelihood (:func:`~ppl_models.models.protocol.has_likelihood`)."""
     from ppl_models.evaluate.likelihood import per_datapoint_bounds  # evaluate reads run directories: import late
 
     iwae = tc.objective == "iwae"
+    if not has_likelihood(model):  # an implicit model (a GAN without observation model): no bound exists
+        return {"valid_elbo": math.nan, **({"valid_iwae": math.nan} if iwae else {})}
     k = tc.particles if iwae else 1
     elbo, log_px = per_datapoint_bounds(model, data.valid_x, k, batch_size=1000 if k == 1 else 200,
                                         guide_for=guide_for, y=data.valid_y)

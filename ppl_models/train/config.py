@@ -24,6 +24,8 @@ class TrainConfig:
     local_steps: int | None = None  # refinement steps (semi-amortized, 10) or step cap (per-datapoint, 200)
     local_lr: float | None = None  # step size of the per-data-point updates (strategy default if None)
     local_tol: float = 1e-3  # per-datapoint: relative ELBO improvement that counts as converged (0: never)
+    d_steps: int = 1  # adversarial: discriminator steps per generator step (k of Goodfellow et al. 2014)
+    generator_loss: str = "non-saturating"  # adversarial: non-saturating | minimax (ppl_models.objectives.adversarial)
     epochs: int = 10  # passes over the training split
     batch_size: int = 100  # data points per SVI step
     lr: float = 1e-3  # Adam learning rate
@@ -44,7 +46,7 @@ class TrainConfig:
     tensorboard: bool = False  # write per-epoch summaries to RUN/tensorboard (optional extra; no effect on training)
 
     def __post_init__(self) -> None:
-        for name in ("particles", "epochs", "batch_size", "log_every", "keep_checkpoints"):
+        for name in ("particles", "epochs", "batch_size", "log_every", "keep_checkpoints", "d_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
@@ -69,4 +71,6 @@ class TrainConfig:
             raise ValueError(f"local_tol must be non-negative, got {self.local_tol}")
         if self.binarize not in ("none", "dynamic"):
             raise ValueError(f"binarize must be 'none' or 'dynamic', got {self.binarize!r}")
+        if self.generator_loss not in ("non-saturating", "minimax"):
+            raise ValueError(f"generator_loss must be 'non-saturating' or 'minimax', got {self.generator_loss!r}")
         check_schedules(self)

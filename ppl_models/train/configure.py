@@ -89,16 +89,24 @@ def configure_run(
 def new_run_config(model: str, model_fields: dict[str, Any], train: TrainConfig, dataset: Dataset,
                    guide: GuideConfig | None = None) -> RunConfig:
     """The config of a new run of ``model`` on ``dataset``; a model with a ``likelihood`` field
-    gets :func:`default_likelihood` unless ``model_fields`` names one. Checks that the model
+    gets :func:`default_likelihood` (or its class's ``default_likelihood(binary)``) unless
+    ``model_fields`` names one, and a model that declares a
+    ``training_strategy`` (a GAN: ``adversarial``) gets it in place of the default. Checks that the model
     accepts the data's shape and has the labels it needs."""
     model = canonical_reference(model)
     entry = get_model(model)
     check_data_shape(model, dataset.event_shape, dataset.name)
     if getattr(entry.cls, "labels", None) == "condition" and dataset.train.y is None:
         raise ValueError(f"model {model!r} is conditioned on labels, but the data {dataset.name!r} have none")
+    own = getattr(entry.cls, "training_strategy", None)
+    if own is not None and train.strategy == "amortized":  # the default: a GAN has no amortized inference
+        train = dataclasses.replace(train, strategy=own)
     fields = {f.name for f in dataclasses.fields(entry.config_cls)}
     if "likelihood" in fields and "likelihood" not in model_fields:
-        model_fields = {**model_fields, "likelihood": default_likelihood(dataset, train.binarize)}
+        family = getattr(entry.cls, "default_likelihood", None)  # a family's own default (autoregressive models)
+        binary = dataset.binary or train.binarize == "dynamic"
+        likelihood = family(binary) if family else default_likelihood(dataset, train.binarize)
+        model_fields = {**model_fields, "likelihood": likelihood}
     return RunConfig(model, model_config(model, **model_fields), train, tuple(dataset.event_shape),
                      guide or GuideConfig())
 

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ppl_models.inference import build_strategy
-from ppl_models.models.protocol import bind_labels
+from ppl_models.models.protocol import NO_LIKELIHOOD, bind_labels, has_likelihood
 from ppl_models.objectives import build_objective
 from ppl_models.paths import inside
 from ppl_models.train.batches import split_batches, steps_per_epoch
@@ -27,7 +27,7 @@ from ppl_models.train.metrics import IWAE_COLUMNS, MetricsLog
 from ppl_models.train.nonfinite import NonFinite, NonFiniteError, SiteCheck, StepHooks, all_finite, first_nonfinite
 from ppl_models.train.run import RunConfig, RunDir
 from ppl_models.train.schedules import kl_annealing, lr_factor, lr_scheduled
-from ppl_models.train.setup import check_objective, make_optimizer, prepare_data, resolve_device
+from ppl_models.train.setup import check_objective, prepare_data, resolve_device
 from ppl_models.train.signals import GracefulStop, TrainingStopped
 from ppl_models.train.tensorboard import TensorBoardLog
 
@@ -48,14 +48,18 @@ class Trainer:
         self.device = resolve_device(tc.device)
         pyro.set_rng_seed(tc.seed)
         self.model = config.build().to(self.device)
-        self.optimizer = make_optimizer(self.model, tc.lr)
+        self.data = prepare_data(self.model, dataset, tc, self.device)
+        self.strategy = build_strategy(self.model, tc, self.data.train_x)
+        if tc.early_stop is not None and not has_likelihood(self.model):
+            raise ValueError(f"--early-stop watches the validation bound, but {type(self.model).__name__} has "
+                             f"{NO_LIKELIHOOD}, so there is none to watch")
+        self.optimizer = self.strategy.optimizer(self.model, tc.lr)
         self.tensorboard = TensorBoardLog(inside(run.path, "tensorboard"), self.optimizer, self.model.parameters(),
                                           dataset.valid) if tc.tensorboard else None  # hooked before StepHooks clips
         self.hooks = StepHooks(self.model, self.optimizer, tc.grad_clip)
         self.objective = build_objective(tc.objective, tc.particles, tc.grad_estimator)
-        self.data = prepare_data(self.model, dataset, tc, self.device)
-        self.strategy = build_strategy(self.model, tc, self.data.train_x)
-        check_objective(self.model, tc, self.data)  # an objective the model cannot take fails here, not mid-run
+        if self.strategy.uses_objective:  # an objective the model cannot take fails here, not mid-run
+            check_objective(self.model, tc, self.data)
         self.n_steps = steps_per_epoch(self.data.train_x.shape[0], tc.batch_size, self.data.known)
         self.data_rng = torch.Generator().manual_seed(tc.seed)
         self.epoch_rng = self.data_rng.get_state()  # the data RNG as the current epoch began
@@ -240,7 +244,8 @@ class Trainer:
         if self.tensorboard is not None:
             self.tensorboard.log_epoch(self.step, row["train_loss"], row["valid_elbo"],
                                        self.optimizer.param_groups[0]["lr"], self.model)
-        self.say(f"epoch {epoch}: train loss {row['train_loss']:.2f}  valid ELBO {valid_elbo:.2f}  "
+        shown = f"{valid_elbo:.2f}" if has_likelihood(self.model) else NO_LIKELIHOOD
+        self.say(f"epoch {epoch}: train loss {row['train_loss']:.2f}  valid ELBO {shown}  "
                  f"({self.epoch_time:.1f}s)")
         self.epochs_done, self.batch, self.epoch_time = epoch, 0, 0.0
         self.epoch_rng = self.data_rng.get_state()

@@ -68,3 +68,29 @@ def test_every_example_help_shows_the_defaults(capsys):
         text = capsys.readouterr().out.split("options:", 1)[1]  # argparse's option list
         flags = [line for line in text.splitlines() if line.startswith("  --")]
         assert flags and text.count("(default:") >= len(flags), (path.name, text)
+
+
+def test_gan_generator_gradient_example(tmp_path):
+    runs = load("gan_generator_gradient").main(["--data", "digits", "--epochs", "1", "--record", "5",
+                                                "--latent-dim", "8", "--channels", "8", "--out", str(tmp_path)])
+    assert set(runs) == {"non-saturating", "minimax"} and all(len(rows) == 5 for rows in runs.values())
+    assert all(r["non-saturating"] > 0 and r["minimax"] > 0 and 0 < r["d_of_g"] < 1 for r in runs["minimax"])
+    assert (tmp_path / "generator_gradient.png").stat().st_size > 0
+
+
+def test_the_gradient_recorder_leaves_training_unchanged(tmp_path):
+    import torch
+
+    from ppl_models.data import load_dataset
+    from ppl_models.registry import model_config
+    from ppl_models.train import RunDir, TrainConfig, fit
+    from ppl_models.train.run import RunConfig
+
+    recorder_cls = load("gan_generator_gradient").GradientRecorder
+    data = load_dataset("digits")
+    config = RunConfig("gan", model_config("gan", latent_dim=8, channels=8),
+                       TrainConfig(data="digits", epochs=1, batch_size=100, strategy="adversarial"), (8, 8))
+    plain = fit(RunDir(tmp_path / "a"), config, data, progress=False).state_dict()
+    recorder = recorder_cls(8, 32, 100)
+    watched = fit(RunDir(tmp_path / "b"), config, data, progress=False, after_step=recorder).state_dict()
+    assert len(recorder.rows) == 15 and all(torch.equal(plain[k], watched[k]) for k in plain)
