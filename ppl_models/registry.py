@@ -207,11 +207,11 @@ def model_config(name: str, **fields: Any) -> Any:
                   for k, v in fields.items()}
     config = entry.config_cls(**fields)
     if builtin:
-        _check_conventional_fields(name, config)
+        _check_conventional_fields(name, config, entry.cls)
     return config
 
 
-def _check_conventional_fields(name: str, config: Any) -> None:
+def _check_conventional_fields(name: str, config: Any, cls: type | None = None) -> None:
     from ppl_models.models.likelihoods import get_likelihood
     from ppl_models.nets import activation
 
@@ -225,8 +225,8 @@ def _check_conventional_fields(name: str, config: Any) -> None:
         elif field.name in POSITIVE_FIELDS:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ValueError(f"model {name!r}: {field.name} must be a finite number > 0, got {value!r}")
-        elif field.name == "likelihood":
-            get_likelihood(value)
+        elif field.name == "likelihood":  # a model with likelihoods of its own names their lookup
+            getattr(cls, "lookup_likelihood", get_likelihood)(value)
         elif field.name == "activation":
             activation(value)
 

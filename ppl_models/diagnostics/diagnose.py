@@ -7,7 +7,9 @@ on the real points and BDMC on simulated ones to cross-check log p(x) (:mod:`.ai
 and fits the best guide per point to split the inference gap (:mod:`.gaps`), measured from the
 tightest estimate of log p(x) each point has (IS with the guide, IS with q*, AIS where it ran). A diagnostic that cannot apply to the
 model (a deterministic autoencoder has no density; a discrete site has no posterior mean) is
-reported with the reason instead of a number.
+reported with the reason instead of a number (so is every diagnostic of a model without
+likelihood, e.g. a GAN's generator); a model without latent sites (an autoregressive
+model) gets its exact log p(x) and that reason for every diagnostic of inference.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 from tqdm.auto import tqdm
 
 from ppl_models.diagnostics.draws import PosteriorDraws, concatenate, draw_posterior
@@ -26,7 +30,7 @@ from ppl_models.diagnostics.latents import per_point_rate_distortion, rate_disto
 from ppl_models.diagnostics.weights import summarize_khat, weight_diagnostics
 from ppl_models.evaluate.checks import at_least
 from ppl_models.evaluate.likelihood import evenly_spaced_indices
-from ppl_models.models.protocol import bind_labels
+from ppl_models.models.protocol import NO_LIKELIHOOD, bind_labels, has_likelihood
 
 
 @dataclass(frozen=True)
@@ -131,14 +135,19 @@ def diagnose(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = 
     summary: dict[str, Any] = {"model": type(module).__name__, "n": int(x.shape[0]), "samples": config.samples,
                                "config": asdict(config)}
     per_point: dict[str, np.ndarray] = {}
-    if not getattr(module, "density_model", True):
-        why = f"not applicable: {type(module).__name__} is not a density model (its guide is deterministic)"
+    implicit = not has_likelihood(module)
+    if implicit or not getattr(module, "density_model", True):
+        why = (f"not applicable: {type(module).__name__} has {NO_LIKELIHOOD} (an implicit model)" if implicit else
+               f"not applicable: {type(module).__name__} is not a density model (its guide is deterministic)")
         summary.update(khat=why, ess=why, gaps=why, ais=why, rate_distortion=why)
         draws = _draws(module, x, y, DiagnoseConfig(samples=2, keep_draws=1, batch_size=config.batch_size),
                        guide_for, progress)
         summary["latents"] = [u.to_json() for u in site_usage(draws)]
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         return Diagnostics(summary, per_point, draws, x, y, rows)
+
+    if not latent_site_names(module, x, y):  # an autoregressive model: nothing to infer, log p(x) exact
+        return _exact(module, x, y, rows, config, guide_for, progress, summary, t0)
 
     draws = _draws(module, x, y, config, guide_for, progress)
     w = weight_diagnostics(draws.log_weights)
@@ -167,6 +176,28 @@ def diagnose(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = 
         summary["gaps"] = _gaps(module, x, y, elbo, best, config, progress, per_point)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     return Diagnostics(summary, per_point, draws, x, y, rows)
+
+
+def latent_site_names(module, x: torch.Tensor, y: torch.Tensor | None = None) -> list[str]:
+    """The latent sample sites of ``module.model`` on the first data point of ``x`` (none for an autoregressive model)."""
+    view = bind_labels(module, None if y is None else y[:1], evaluation=True)
+    with torch.no_grad():
+        trace = poutine.trace(view.model).get_trace(x[:1])
+    return [name for name, s in trace.nodes.items()
+            if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)]
+
+
+def _exact(module, x, y, rows, config: DiagnoseConfig, guide_for, progress, summary: dict, t0: float) -> Diagnostics:
+    # Without latent sites every importance weight is log p(x) itself: one pass gives it, and no
+    # diagnostic of the weights, the posterior or the gaps has anything to measure.
+    why = f"not applicable: {type(module).__name__} has no latent variables; log p(x) is exact"
+    summary.update(khat=why, ess=why, gaps=why, ais=why, rate_distortion=why, latents=[])
+    draws = _draws(module, x, y, DiagnoseConfig(samples=2, keep_draws=1, batch_size=config.batch_size),
+                   guide_for, progress)
+    log_px = draws.log_weights[0].double()
+    summary["log_px"] = {"exact": float(log_px.mean()), "is": float(log_px.mean()), "elbo": float(log_px.mean())}
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    return Diagnostics(summary, {"log_px_exact": _numpy(log_px)}, draws, x, y, rows)
 
 
 def _gaps(module, x, y, elbo, log_px: np.ndarray, config: DiagnoseConfig, progress, per_point) -> dict | str:

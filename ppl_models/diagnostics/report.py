@@ -75,6 +75,8 @@ def markdown(s: dict) -> str:
     k = s["khat"]
     if _na(k):
         rows.append(("k-hat, ESS, log p(x)", k))
+        if "exact" in s.get("log_px", {}):  # a model without latent sites
+            rows.append(("log p(x), exact", f"{s['log_px']['exact']:.2f}"))
     else:
         rows += [("k-hat < 0.5 / 0.5–0.7 / > 0.7", f"{k['good']:.1%} / {k['ok']:.1%} / {k['bad']:.1%}"),
                  (f"k-hat > {k['threshold']:.2f} (sample-size rule, S={k['num_samples']})", f"{k['above_threshold']:.1%}"),

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ppl_models.models.protocol import bind_labels
+from ppl_models.models.protocol import NO_LIKELIHOOD, bind_labels, has_likelihood
 from ppl_models.objectives.log_weights import log_importance_weights
 
 
@@ -59,7 +59,8 @@ def bounds_table(
     """Per-data-point bounds from one stream of K importance samples, each of shape ``[N]``.
 
     ``elbo`` is the mean of log w over all K draws, ``iwae_k`` the IWAE bound of the first k
-    draws for each k in ``iwae_k`` (at most K), and ``log_px`` the estimate from all K.
+    draws for each k in ``iwae_k`` (at most K), and ``log_px`` the estimate from all K. A model
+    without likelihood (:func:`~ppl_models.models.protocol.has_likelihood`) is refused.
 
     Args:
         model: a module with Pyro ``model(x)`` and ``guide(x)`` methods.
@@ -77,6 +78,9 @@ def bounds_table(
     """
     if any(k > num_samples or k < 1 for k in iwae_k):
         raise ValueError(f"iwae_k must lie in 1..{num_samples} (the number of samples), got {list(iwae_k)}")
+    if not has_likelihood(model):
+        raise ValueError(f"{type(model).__name__} has {NO_LIKELIHOOD}: its observed site has no density, so it "
+                         f"has no ELBO and no log p(x) (give it an observation model to get bounds)")
     chunk = max((particle_chunk, *iwae_k))  # the first chunk holds the draws of every IWAE-k bound
     columns: dict[str, list[torch.Tensor]] = {"elbo": [], "log_px": [], **{f"iwae_{k}": [] for k in iwae_k}}
     weights: list[list[torch.Tensor]] = []  # per batch, its particle chunks

@@ -51,12 +51,16 @@ def sample_observations(model, n: int, mean: bool = False, data=None) -> torch.T
         model: a module with a Pyro ``model(x=None, batch_size=n)`` and ``observed_sites``.
         n: how many.
         mean: return the decoder mean E[x | z] instead of a draw. The mean is smooth, while a draw
-            carries the pixel noise of the likelihood; both are worth looking at.
+            carries the pixel noise of the likelihood; both are worth looking at. A distribution
+            without a closed-form mean that offers ``conditional_mean(x)`` (an autoregressive
+            image) gives the mean of each pixel's conditional along the draw, E[x_i | x_<i drawn].
         data: a split to take :func:`sample_inputs` from, for models that need inputs to sample.
     """
     at_least(n, "-n")
     trace = poutine.trace(model.model).get_trace(None, batch_size=n, **sample_inputs(model, data, n))
     site = trace.nodes[model.observed_sites[0]]
+    if mean and hasattr(site["fn"], "conditional_mean"):  # no closed-form mean: the conditionals' along the draw
+        return site["fn"].conditional_mean(site["value"])
     return site["fn"].mean if mean else site["value"]
 
 
