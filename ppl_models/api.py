@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyro
 import torch
@@ -25,6 +25,9 @@ from ppl_models.registry import registered_name
 from ppl_models.train.config import TrainConfig
 from ppl_models.train.run import RunConfig, RunDir
 
+if TYPE_CHECKING:
+    from ppl_models.evaluate.sample_quality import SampleQuality
+
 TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))  # the rest of **settings are model fields
 
 
@@ -32,11 +35,11 @@ TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))  # the
 class EvalResult:
     """ELBO and importance-sampled NLL of a run on one split or data file, in nats per data point."""
 
-    elbo: float  # mean ELBO
-    nll: float  # -mean log p(x), importance sampled with nll_samples draws
-    bits_per_dim: float  # nll / (dimensions * ln 2)
-    nll_samples: int  # K
-    n: int  # data points evaluated
+    elbo: float | str  # mean ELBO ("no likelihood" for a model without one, e.g. a GAN's generator)
+    nll: float | str  # -mean log p(x), importance sampled with nll_samples draws (or "no likelihood")
+    bits_per_dim: float | str  # nll / (dimensions * ln 2) (or "no likelihood")
+    nll_samples: int | None  # K (None without a likelihood)
+    n: int | None  # data points evaluated (None without a likelihood)
     strategy: str  # the inference strategy whose guide was the proposal
     data: str  # the data evaluated (a dataset name or a file)
     split: str | None  # the split, or None for a data file
@@ -133,6 +136,17 @@ class Run:
             test = self._test_split(data_dir, required=False)
             reference = None if test is None else test.x
         return save_samples(self.sample(n, mean, seed, data_dir), path, grid_columns(self.model), reference)
+
+    def sample_quality(self, n: int = 1000, seed: int = 0, batch_size: int = 100, mean: bool = False,
+                       progress: bool = True, data_dir: str | None = None) -> SampleQuality:
+        """Fréchet distance, precision/recall (k=3) and label entropies of ``n`` samples beside the floor of
+        held-out real images, as ``ppl eval --sample-quality`` (nothing is written): a frozen
+        :class:`~ppl_models.evaluate.sample_quality.SampleQuality` (``mean=True``: decoder means)."""
+        from ppl_models.evaluate.sample_quality import run_sample_quality
+
+        return run_sample_quality(self.model, self.config, n, data_dir=data_dir, seed=seed, batch_size=batch_size,
+                                  mean=mean, progress=progress)
+
     def diagnose(self, split: str = "test", data: str | None = None, limit: int | None = None,
                  out: str | Path | None = None, progress: bool = True, data_dir: str | None = None,
                  **settings) -> DiagnoseResult:

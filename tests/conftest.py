@@ -66,3 +66,31 @@ def _tiny_run_config(epochs: int = 2, seed: int = 0, train_fields: dict | None =
     fields = {"latent_dim": 4, "hidden": (32,), "likelihood": "gaussian", **model_fields}
     train = TrainConfig(data="digits", epochs=epochs, seed=seed, **(train_fields or {}))
     return RunConfig("vae", model_config("vae", **fields), train, (8, 8))
+
+
+# The sample-quality classifier: a digits classifier trained once per session into a temporary cache,
+# so no test reads or writes a user's cache.
+@pytest.fixture(scope="session")
+def classifier_cache(tmp_path_factory) -> Path:
+    """A classifier cache directory holding the digits classifier (trained once, ~4 s on one thread)."""
+    import torch
+
+    from ppl_models.evaluate.classifier import load_classifier
+
+    path = tmp_path_factory.mktemp("classifiers")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        load_classifier((8, 8), cache_dir=path, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return path
+
+
+@pytest.fixture
+def classifier_env(classifier_cache, monkeypatch) -> Path:
+    """``PPL_CLASSIFIER_DIR`` pointing at the session's classifier cache (for the CLI and the API)."""
+    from ppl_models.evaluate.classifier import ENV_CLASSIFIER_DIR
+
+    monkeypatch.setenv(ENV_CLASSIFIER_DIR, str(classifier_cache))
+    return classifier_cache

@@ -1,4 +1,6 @@
-"""``ppl eval RUN``: test-set ELBO and importance-sampled log-likelihood of a trained run."""
+"""``ppl eval RUN``: test-set ELBO and importance-sampled log-likelihood of a trained run, and with
+``--sample-quality`` its samples' Fréchet distance, precision/recall and label entropies beside the
+real-data floor."""
 
 from __future__ import annotations
 
@@ -26,6 +28,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--local-steps", type=int, default=None, help="refinement steps / step cap of that strategy")
     p.add_argument("--local-lr", type=float, default=None, help="its step size")
     p.add_argument("--local-tol", type=float, default=None, help="per-datapoint convergence tolerance")
+    p.add_argument("--sample-quality", action="store_true",
+                   help="also score N model samples (FD, precision/recall k=3, label entropies) against N valid "
+                        "images, beside the floor: N held-out real images")
+    p.add_argument("--quality-samples", type=int, default=1000, metavar="N",
+                   help="N of --sample-quality (default 1000; cut to what the valid/test splits hold)")
     add_data_dir(p)
     add_device(p)
     add_seed(p)
@@ -35,6 +42,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     """Evaluate and print a table or a JSON object."""
     from ppl_models.evaluate.run_eval import evaluate_run
+    from ppl_models.evaluate.sample_quality import quality_lines
     from ppl_models.inference import check_strategy
 
     inference = {k: getattr(args, k) for k in ("strategy", "local_steps", "local_lr", "local_tol")
@@ -43,15 +51,25 @@ def run(args: argparse.Namespace) -> None:
         check_strategy(inference["strategy"])
     r = evaluate_run(args.run_dir, args.split, args.nll_samples, args.limit, args.data_dir, args.device, args.seed,
                      args.batch_size, progress=not args.json, inference=inference, data=args.data,
-                     checkpoint=args.checkpoint)
+                     checkpoint=args.checkpoint, sample_quality=args.sample_quality,
+                     quality_samples=args.quality_samples)
     if args.json:
         print(json.dumps(r))
         return
-    where = r["data"] if r["split"] is None else f"{r['data']}/{r['split']}"
-    print(f"{where}  n={r['n']}  K={r['nll_samples']}  {r['strategy']} guide  ({r['seconds']}s)")
-    print(f"  {r['checkpoint_note']}")
-    print(f"  ELBO          {r['elbo']:10.3f} nats")
-    print(f"  NLL (IS, K)   {r['nll']:10.3f} nats   {r['bits_per_dim']:.4f} bits/dim")
-    if not r["density_model"]:
+    if r["has_likelihood"]:
+        where = r["data"] if r["split"] is None else f"{r['data']}/{r['split']}"
+        print(f"{where}  n={r['n']}  K={r['nll_samples']}  {r['strategy']} guide  ({r['seconds']}s)")
+        print(f"  {r['checkpoint_note']}")
+        print(f"  ELBO          {r['elbo']:10.3f} nats")
+        print(f"  NLL (IS, K)   {r['nll']:10.3f} nats   {r['bits_per_dim']:.4f} bits/dim")
+    else:
+        print(f"{r['run']}  {r['checkpoint_note']}")
+        print(f"  ELBO          {r['elbo']:>10}")
+        print(f"  NLL           {r['nll']:>10}")
+        if "sample_quality" not in r:
+            print("  (its samples can still be scored: add --sample-quality)")
+    if r["has_likelihood"] and not r["density_model"]:
         print("  (this model is not a density model: these are reconstruction log-likelihoods, not bounds on log p(x))")
+    if "sample_quality" in r:
+        print("\n".join(quality_lines(r["sample_quality"])))
     print(f"  written to {r['file']}")

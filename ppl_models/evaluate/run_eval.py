@@ -17,7 +17,8 @@ from ppl_models.evaluate.checks import at_least
 from ppl_models.evaluate.likelihood import estimate_log_likelihood, evenly_spaced_indices
 from ppl_models.inference import build_strategy, check_strategy
 from ppl_models.models.likelihoods import check_probabilities
-from ppl_models.models.protocol import check_event_shape, check_labels, check_observations
+from ppl_models.models.protocol import (NO_LIKELIHOOD, check_event_shape, check_labels, check_observations,
+                                        has_likelihood)
 from ppl_models.paths import inside
 from ppl_models.train.setup import resolve_device
 from ppl_models.train.run import RunDir
@@ -76,9 +77,15 @@ def evaluate_run(
     run_path: str | Path, split: str = "test", nll_samples: int = 1000, limit: int | None = None,
     data_dir: str | None = None, device: str = "auto", seed: int = 0, batch_size: int = 100, progress: bool = True,
     inference: dict | None = None, data: str | None = None, checkpoint: str = "best",
+    sample_quality: bool = False, quality_samples: int = 1000,
 ) -> dict:
-    """ELBO, importance-sampled NLL and bits/dim of a run on ``split``; also written to ``RUN/eval-SPLIT.json``
+    """ELBO, importance-sampled NLL and bits/dim of a run on ``split``, and with ``sample_quality`` the
+    sample-quality metrics beside their real-data floor; also written to ``RUN/eval-SPLIT.json``
     (see :func:`result_path`: an earlier, different evaluation is never replaced).
+
+    A model without a likelihood (``has_likelihood = False``, e.g. a GAN's generator) gets
+    ``"no likelihood"`` in ``elbo``, ``nll`` and ``bits_per_dim`` instead of numbers (and ``None``
+    in ``nll_samples`` and ``n``); for it only the sample quality can be computed.
 
     The proposal is the run's inference strategy's guide: the encoder, the refined encoder
     (semi-amortized) or posteriors fitted per data point with the model frozen (per-datapoint).
@@ -100,6 +107,9 @@ def evaluate_run(
             split; the results go to ``RUN/eval-data-<file stem>.json``.
         checkpoint: ``best`` (``best.pt`` if the run has one, else the newest), ``latest`` or a
             checkpoint file; the result's ``checkpoint`` names the file used.
+        sample_quality: also compute :func:`~ppl_models.evaluate.sample_quality.run_sample_quality`
+            (the result's ``sample_quality``: the model's and the floor's rows, N, the classifier).
+        quality_samples: N, the number of model samples, reference and floor images.
 
     Raises:
         ValueError: before any computation, for a setting out of range (naming its flag), data of
@@ -109,29 +119,44 @@ def evaluate_run(
     at_least(nll_samples, "--nll-samples")
     at_least(limit, "--limit")
     at_least(batch_size, "--batch-size")
+    at_least(quality_samples if sample_quality else None, "--quality-samples", 2)
     run = RunDir(run_path)
     dev = resolve_device(device)
     config, model, used = run.load_model_from(checkpoint, dev)
+    likelihood = has_likelihood(model)
     settings = dataclasses.replace(config.train, **(inference or {}))  # TrainConfig checks the overrides
     check_strategy(settings.strategy)
-    points = load_eval_data(config, model, split, data, limit, data_dir, dev, seed, run.path)
+    if likelihood:
+        points = load_eval_data(config, model, split, data, limit, data_dir, dev, seed, run.path)
+    if sample_quality:
+        from ppl_models.evaluate.classifier import check_event_shape as check_classifier_shape
+
+        check_classifier_shape(config.event_shape)
     source = str(data) if data is not None else split_source(config.train, split)
     asked = {"data": source, "split": None if data is not None else split, "nll_samples": nll_samples, "limit": limit,
              "seed": seed, "batch_size": batch_size, "inference": {k: getattr(settings, k) for k in INFERENCE},
-             "checkpoint": checkpoint}
-    out_path = result_path(run.path, points.name, asked)
-    x, y = points.x, points.y
-    pyro.set_rng_seed(seed)
+             "checkpoint": checkpoint, **({"quality_samples": quality_samples} if sample_quality else {})}
+    out_path = result_path(run.path, f"data-{Path(data).stem}" if data is not None else split, asked)
     t0 = time.perf_counter()
-    with pyro.validation_enabled(False):
-        strategy = build_strategy(model, settings, x)
-        result = estimate_log_likelihood(model, x, nll_samples, batch_size=batch_size, progress=progress,
-                                         guide_for=strategy.guide_for, y=y)
-    out = {**result.to_json(), "strategy": settings.strategy, "split": asked["split"], "data": source,
-           "run": str(run.path), "density_model": getattr(model, "density_model", True),
+    if likelihood:
+        pyro.set_rng_seed(seed)
+        with pyro.validation_enabled(False):
+            strategy = build_strategy(model, settings, points.x)
+            scores = estimate_log_likelihood(model, points.x, nll_samples, batch_size=batch_size, progress=progress,
+                                             guide_for=strategy.guide_for, y=points.y).to_json()
+    else:
+        scores = {"elbo": NO_LIKELIHOOD, "nll": NO_LIKELIHOOD, "bits_per_dim": NO_LIKELIHOOD, "nll_samples": None,
+                  "n": None}
+    out = {**scores, "has_likelihood": likelihood, "strategy": settings.strategy, "split": asked["split"],
+           "data": source, "run": str(run.path), "density_model": getattr(model, "density_model", True),
            "seconds": round(time.perf_counter() - t0, 2), "settings": asked, "file": str(out_path),
            "checkpoint": str(used.path), "checkpoint_kind": used.kind, "checkpoint_step": used.step,
            "checkpoint_note": used.describe()}
+    if sample_quality:
+        from ppl_models.evaluate.sample_quality import run_sample_quality
+
+        out["sample_quality"] = run_sample_quality(model, config, quality_samples, data_dir=data_dir, seed=seed,
+                                                   batch_size=batch_size, progress=progress).to_json()
     text = json.dumps(out, indent=2).encode()
     atomic_write(out_path, lambda f: f.write(text))
     return out
