@@ -29,6 +29,20 @@ def _device_dtype(net: nn.Module) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.get_default_dtype()
 
 
+def check_architecture(model: str, config, sizes: tuple[str, ...], odd: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming ``model`` and the field unless every field in ``sizes`` of ``config`` is a
+    whole number >= 1, every field in ``odd`` is odd (a kernel centred on the pixel), and its
+    ``likelihood`` is a pixel likelihood."""
+    for name in sizes:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{model}: {name} must be a whole number >= 1, got {value!r}")
+    for name in odd:
+        if getattr(config, name) % 2 == 0:
+            raise ValueError(f"{model}: {name} must be odd (the kernel is centred on the pixel), got {getattr(config, name)}")
+    get_pixel_likelihood(config.likelihood)
+
+
 class AutoregressiveImage(TorchDistribution):
     """The distribution of one-channel images ``[H, W]`` given by a causal network, one event per image.
 

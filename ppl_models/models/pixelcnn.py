@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ppl_models.models.autoregressive import AutoregressiveModel, get_pixel_likelihood
+from ppl_models.models.autoregressive import AutoregressiveModel, check_architecture, get_pixel_likelihood
+from ppl_models.models.masked_conv import MaskedConv2d
 from ppl_models.registry import register_model
 
 
@@ -42,50 +43,9 @@ class PixelCNNConfig:
 
     def __post_init__(self) -> None:
         """Check the fields, naming the bad one."""
-        for name in ("channels", "layers", "kernel", "block_kernel"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"pixelcnn: {name} must be a whole number >= 1, got {value!r}")
-        for name in ("kernel", "block_kernel"):
-            if getattr(self, name) % 2 == 0:
-                raise ValueError(f"pixelcnn: {name} must be odd (the mask is centred on the pixel), got {getattr(self, name)}")
+        check_architecture("pixelcnn", self, ("channels", "layers", "kernel", "block_kernel"), ("kernel", "block_kernel"))
         if not isinstance(self.gated, bool):
             raise ValueError(f"pixelcnn: gated must be true or false, got {self.gated!r}")
-        get_pixel_likelihood(self.likelihood)
-
-
-def causal_mask(kernel: int, mask_type: str) -> torch.Tensor:
-    """The ``[kernel, kernel]`` 0/1 mask of a masked convolution: 1 on the rows above the centre and left
-    of it on the centre row; the centre itself is 1 for type ``"B"`` and 0 for type ``"A"``."""
-    if mask_type not in ("A", "B"):
-        raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
-    mask = torch.ones(kernel, kernel)
-    c = kernel // 2
-    mask[c, c + (mask_type == "B"):] = 0
-    mask[c + 1:] = 0
-    return mask
-
-
-class MaskedConv2d(nn.Conv2d):
-    """A same-size 2-D convolution whose weight is multiplied by a causal mask in the forward pass.
-
-    One-channel images need no masks between channel groups: every input channel of a type-A
-    layer is the pixel itself, and after it every channel at pixel i depends on x_<i only.
-
-    Args:
-        in_channels, out_channels: as ``nn.Conv2d``.
-        kernel: the (odd) kernel size.
-        mask_type: ``"A"`` (hides the centre) or ``"B"`` (keeps it); see :func:`causal_mask`.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, mask_type: str):
-        super().__init__(in_channels, out_channels, kernel, padding=kernel // 2)
-        self.mask_type = mask_type
-        self.register_buffer("mask", causal_mask(kernel, mask_type)[None, None], persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The convolution with weight ``weight * mask``."""
-        return F.conv2d(x, self.weight * self.mask, self.bias, self.stride, self.padding)
 
 
 class ResidualBlock(nn.Module):

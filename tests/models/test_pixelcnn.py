@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from ppl_models.models.pixel_likelihoods import LEVELS
-from ppl_models.models.pixelcnn import GatedLayer, MaskedConv2d, PixelCNNConfig, causal_mask
+from ppl_models.models.masked_conv import MaskedConv2d, causal_mask
+from ppl_models.models.pixelcnn import GatedLayer, PixelCNNConfig
+from autoregressive_reference import reference_log_prob
 from ppl_models.registry import build_model, model_config
 
 H, W = 6, 5
@@ -28,10 +30,10 @@ def dependence(f, i: int, shape=(H, W)) -> torch.Tensor:
 
 
 def test_the_masks_hide_the_centre_for_type_a_only():
-    assert causal_mask(3, "A").tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
-    assert causal_mask(3, "B").tolist() == [[1, 1, 1], [1, 1, 0], [0, 0, 0]]
+    assert causal_mask(3, 3, "A").tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
+    assert causal_mask(3, 3, "B").tolist() == [[1, 1, 1], [1, 1, 0], [0, 0, 0]]
     with pytest.raises(ValueError, match="mask_type must be 'A' or 'B'"):
-        causal_mask(3, "C")
+        causal_mask(3, 3, "C")
 
 
 @pytest.mark.parametrize("mask_type", ["A", "B"])
@@ -78,21 +80,6 @@ def test_the_mask_is_applied_in_the_forward_pass_not_written_into_the_weight():
     assert "mask" not in conv.state_dict()  # rebuilt from the config, not saved
 
 
-def _reference_log_prob(model, x: torch.Tensor) -> torch.Tensor:
-    """Slow reference: for each pixel i, run the net on x with the pixels >= i replaced by noise
-    (which must not matter) and add log p(x_i | x_<i) from the outputs at i."""
-    n = x.shape[0]
-    total = torch.zeros(n, dtype=x.dtype)
-    g = torch.Generator().manual_seed(7)
-    for i in range(H * W):
-        r, c = divmod(i, W)
-        noisy = x.clone().reshape(n, -1)
-        noisy[:, i:] = torch.rand(n, H * W - i, generator=g, dtype=x.dtype)
-        out = model.net(noisy.reshape(n, H, W))[:, r, c]
-        total += model.likelihood.log_prob(out, x[:, r, c])
-    return total
-
-
 @pytest.mark.parametrize("gated", [False, True])
 @pytest.mark.parametrize("likelihood", ["bernoulli", "categorical", "logistic"])
 def test_the_nll_is_the_sum_of_the_per_pixel_conditionals(likelihood, gated):
@@ -100,7 +87,7 @@ def test_the_nll_is_the_sum_of_the_per_pixel_conditionals(likelihood, gated):
     x = torch.rand(3, H, W, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     x = x.round() if likelihood == "bernoulli" else (x * 255).round() / 255
     with torch.no_grad():
-        assert torch.allclose(model.distribution(3).log_prob(x), _reference_log_prob(model, x), atol=1e-9)
+        assert torch.allclose(model.distribution(3).log_prob(x), reference_log_prob(model, x), atol=1e-9)
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "categorical", "logistic"])
