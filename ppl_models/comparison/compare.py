@@ -161,9 +161,9 @@ def compare_models(config: ModelComparisonConfig, out: str | Path, resume: bool 
                   f"on {len(dataset.train)} images")
         fit(run, rc, dataset, resume=resume and run.config_path.exists(), progress=progress)
         _, model, used = run.load_model_from("best", device)
-        settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "models"}  # another list keeps this row
-        key = {"settings": settings, "contender": dataclasses.asdict(contender), "checkpoint": used.path.name,
-               "step": used.step}
+        shared = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("models", "settings")}
+        key = {"settings": shared, "contender": dataclasses.asdict(contender), "fields": config.settings.get(name, {}),
+               "checkpoint": used.path.name, "step": used.step}  # other contenders' choices keep this row
         cached = _read_cached(run, key)
         if cached is None:
             row, drawn = measure(model, rc, run, dataset, test_x, reference, config, progress)

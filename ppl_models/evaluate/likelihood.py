@@ -81,6 +81,10 @@ def bounds_table(
     if not has_likelihood(model):
         raise ValueError(f"{type(model).__name__} has {NO_LIKELIHOOD}: its observed site has no density, so it "
                          f"has no ELBO and no log p(x) (give it an observation model to get bounds)")
+    if getattr(model, "exact_likelihood", False) and num_samples > 1 and not keep_log_weights:
+        # no latent sites: every weight is log p(x) itself, so one draw gives every column exactly
+        table = bounds_table(model, x, 1, (), batch_size, 1, progress, guide_for, y)
+        return {**table, **{f"iwae_{k}": table["log_px"] for k in iwae_k}}
     chunk = max((particle_chunk, *iwae_k))  # the first chunk holds the draws of every IWAE-k bound
     columns: dict[str, list[torch.Tensor]] = {"elbo": [], "log_px": [], **{f"iwae_{k}": [] for k in iwae_k}}
     weights: list[list[torch.Tensor]] = []  # per batch, its particle chunks

@@ -140,9 +140,11 @@ def test_every_bound_is_the_exact_log_likelihood(likelihood):
         assert loss.item() == pytest.approx(-exact.sum().item(), rel=1e-6), (name, particles)
     pyro_loss = Trace_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1).loss(m.model, m.guide, x)
     assert pyro_loss == pytest.approx(-exact.sum().item(), rel=1e-6)
-    table = bounds_table(m, x, 7, iwae_k=(3,), particle_chunk=4)
+    table = bounds_table(m, x, 7, iwae_k=(3,), particle_chunk=4)  # one draw: every weight is log p(x)
+    drawn = bounds_table(m, x, 7, iwae_k=(3,), particle_chunk=4, keep_log_weights=True)  # all 7 drawn
+    assert drawn["log_weights"].shape == (7, 6) and torch.allclose(drawn["log_weights"], exact.expand(7, 6), rtol=1e-6)
     for column in ("elbo", "log_px", "iwae_3"):
-        assert torch.allclose(table[column], exact, rtol=1e-6), column
+        assert torch.allclose(table[column], exact, rtol=1e-6) and torch.allclose(drawn[column], exact, rtol=1e-6), column
     r = estimate_log_likelihood(m, x, 10)
     assert r.elbo == pytest.approx(-r.nll, rel=1e-6) and r.nll == pytest.approx(-exact.mean().item(), rel=1e-6)
     assert r.bits_per_dim == pytest.approx(r.nll / (20 * math.log(2)), rel=1e-9)
