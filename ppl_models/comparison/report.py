@@ -16,7 +16,8 @@ from ppl_models.atomic import atomic_savefig, atomic_write
 from ppl_models.evaluate.samples import image_grid, save_grid
 from ppl_models.paths import inside
 
-# (row key, column title, format) of the table; a value that is text (e.g. "no likelihood") is printed as is
+# (row key, column title, format) of the table; a value that is text (e.g. "no likelihood") is printed as is,
+# and the format "ms" shows seconds as milliseconds
 COLUMNS = [
     ("model", "model", "{}"),
     ("family", "family", "{}"),
@@ -31,7 +32,7 @@ COLUMNS = [
     ("mean_entropy", "mean H(y\\|x)", "{:.3f}"),
     ("s_per_epoch", "train s/epoch", "{:.1f}"),
     ("train_s", "train s", "{:.0f}"),
-    ("sample_s_per_image", "sample s/image", "{:.4f}"),
+    ("sample_s_per_image", "sample ms/image", "ms"),
     ("parameters", "parameters", "{:,}"),
 ]
 
@@ -42,6 +43,8 @@ def _cell(row: dict, key: str, fmt: str) -> str:
         return value or ""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if fmt == "ms":  # seconds shown as milliseconds, 3 significant digits
+        return f"{1000 * value:.3g}"
     return fmt.format(value)
 
 
