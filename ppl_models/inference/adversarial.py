@@ -29,9 +29,9 @@ BETAS = (0.5, 0.999)  # Adam's betas for both players (Radford et al. 2016)
 
 
 def _check_players(module: torch.nn.Module) -> None:
-    for name in ("generator", "discriminator", "fake"):
+    for name in ("generator", "discriminator", "discriminate", "fake"):
         if not hasattr(module, name):
-            raise ValueError(f"--strategy adversarial needs a model with a generator, a discriminator and fake(n) "
+            raise ValueError(f"--strategy adversarial needs a model with a generator, a discriminator, discriminate(x) and fake(n) "
                              f"(e.g. gan); {type(module).__name__} has no {name!r}")
 
 
@@ -78,7 +78,7 @@ class Adversarial(Strategy):
         """Ascend V(D, G) in D's parameters on data ``x`` and as many detached samples G(z)."""
         with torch.no_grad():
             fake = module.fake(x.shape[0])
-        loss = discriminator_loss(module.discriminator(x), module.discriminator(fake))
+        loss = discriminator_loss(module.discriminate(x), module.discriminate(fake))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -86,7 +86,7 @@ class Adversarial(Strategy):
 
     def generator_step(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, n: int) -> torch.Tensor:
         """Descend the generator loss in G's parameters on ``n`` fresh samples; D's gradients are dropped."""
-        loss = self.generator_loss(module.discriminator(module.fake(n)))
+        loss = self.generator_loss(module.discriminate(module.fake(n)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for p in module.discriminator.parameters():

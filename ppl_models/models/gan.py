@@ -41,6 +41,7 @@ class GANConfig:
     channels: int = 64  # feature maps at half resolution (c); the quarter-resolution layer has 2c
     observation: str = "none"  # none: implicit, no likelihood | gaussian: x ~ N(G(z), obs_scale^2) (Wu et al. 2017)
     obs_scale: float = 0.1  # standard deviation of the gaussian observation model
+    instance_noise: float = 0.3  # sd of Gaussian noise on every image D sees in training (Sønderby et al. 2017; 0: none)
 
 
 def _quarter(event_shape: torch.Size) -> tuple[int, int]:
@@ -100,6 +101,8 @@ class GAN(nn.Module):
 
     def __init__(self, config: GANConfig, event_shape: torch.Size):
         super().__init__()
+        if not (isinstance(config.instance_noise, (int, float)) and 0 <= config.instance_noise < float("inf")):
+            raise ValueError(f"model 'gan': instance_noise must be a finite number >= 0, got {config.instance_noise!r}")
         if config.observation not in OBSERVATIONS:
             raise ValueError(f"model 'gan': observation must be one of {OBSERVATIONS}, got {config.observation!r}")
         self.config = config
@@ -122,6 +125,16 @@ class GAN(nn.Module):
     def fake(self, n: int) -> torch.Tensor:
         """G(z) for ``n`` fresh draws z ~ p(z): the samples the players see during training ``[n, H, W]``."""
         return self.generator(self.prior().sample((n,)))
+
+    def discriminate(self, x: torch.Tensor) -> torch.Tensor:
+        """D's logits for images ``x``, seen through instance noise while training (``instance_noise``):
+        on binary data D could otherwise tell every real image from G's continuous outputs by its
+        pixel values alone, and the generator collapses. Measured on dynamically binarized digits
+        (100 epochs, N = 180): noise 0 gives FD 217 and recall 0.00 (one image), 0.3 gives FD 10.4
+        and recall 0.86 (README, Baselines)."""
+        if self.training and self.config.instance_noise > 0:
+            x = x + self.config.instance_noise * torch.randn_like(x)
+        return self.discriminator(x)
 
     def model(self, x: torch.Tensor | None = None, batch_size: int | None = None) -> torch.Tensor:
         """Pyro model: z ~ p(z), then x = G(z) (``observation="none"``) or x ~ N(G(z), obs_scale^2)."""

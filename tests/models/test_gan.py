@@ -63,3 +63,17 @@ def test_the_cli_trains_a_gan_with_k_discriminator_steps_and_samples_it(tmp_path
 
     samples = np.load(tmp_path / "g.npy")
     assert samples.shape == (16, 8, 8) and math.isfinite(float(samples.sum()))
+
+
+def test_instance_noise_blurs_what_the_discriminator_sees_in_training_only():
+    gan = GAN(GANConfig(latent_dim=4, channels=8, instance_noise=0.3), torch.Size([8, 8]))
+    x = torch.rand(5, 8, 8)
+    torch.manual_seed(0)
+    noisy = gan.discriminate(x)
+    torch.manual_seed(0)
+    expected = gan.discriminator(x + 0.3 * torch.randn_like(x))
+    assert torch.equal(noisy, expected) and not torch.equal(noisy, gan.discriminator(x))
+    gan.eval()
+    assert torch.equal(gan.discriminate(x), gan.discriminator(x))
+    with pytest.raises(ValueError, match="instance_noise must be a finite number >= 0"):
+        GAN(GANConfig(instance_noise=-1.0), torch.Size([8, 8]))
