@@ -51,5 +51,4 @@ def available_contenders() -> dict[str, str]:
 register_contender("vae", "vae", "VAE trained on the ELBO (Kingma & Welling 2014)")
 register_contender("iwae", "vae", "the same VAE trained on the IWAE bound, K=5 (Burda et al. 2015)",
                    objective="iwae", particles=5)
-register_contender("gan", "gan", "GAN, Algorithm 1 of Goodfellow et al. (2014), non-saturating generator loss",
-                   lr=2e-4)
+register_contender("gan", "gan", "GAN, Algorithm 1 of Goodfellow et al. (2014), non-saturating generator loss")
