@@ -30,7 +30,7 @@ COLUMNS = [
     ("recall", "recall", "{:.3f}"),
     ("label_entropy", "H(y) (nats)", "{:.3f}"),
     ("mean_entropy", "mean H(y\\|x)", "{:.3f}"),
-    ("s_per_epoch", "train s/epoch", "{:.1f}"),
+    ("s_per_epoch", "train s/epoch", "{:.3g}"),
     ("train_s", "train s", "{:.0f}"),
     ("sample_s_per_image", "sample ms/image", "ms"),
     ("parameters", "parameters", "{:,}"),
