@@ -77,3 +77,18 @@ def test_instance_noise_blurs_what_the_discriminator_sees_in_training_only():
     assert torch.equal(gan.discriminate(x), gan.discriminator(x))
     with pytest.raises(ValueError, match="instance_noise must be a finite number >= 0"):
         GAN(GANConfig(instance_noise=-1.0), torch.Size([8, 8]))
+
+
+def test_with_the_gaussian_observation_model_ais_reads_the_generator():
+    from ppl_models.diagnostics.diagnose import DiagnoseConfig, diagnose
+
+    torch.manual_seed(0)
+    gan = GAN(GANConfig(latent_dim=4, channels=8, observation="gaussian", obs_scale=0.3), torch.Size([8, 8])).eval()
+    x = gan.fake(6).detach()  # data the generator can explain
+    config = DiagnoseConfig(samples=50, keep_draws=5, ais_steps=20, ais_chains=2, ais_leapfrog=2, ais_points=3)
+    pyro.set_rng_seed(0)
+    with pyro.validation_enabled(False):
+        s = diagnose(gan, x, config=config).summary
+    ais, is_prior = s["ais"]["log_px_ais"], s["ais"]["log_px_is_same_points"]
+    assert s["ais"]["n"] == 3 and math.isfinite(ais) and math.isfinite(is_prior)
+    assert abs(ais - is_prior) < 1.0  # two estimators of the same log p(x) (the guide is the prior) agree
