@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sample-quality", action="store_true",
                    help="also score N model samples (FD, precision/recall k=3, label entropies) against N valid "
                         "images, beside the floor: N held-out real images")
-    p.add_argument("--quality-samples", type=int, default=1000, metavar="N",
+    p.add_argument("--quality-samples", type=int, default=None, metavar="N",
                    help="N of --sample-quality (default 1000; cut to what the valid/test splits hold)")
     add_data_dir(p)
     add_device(p)
@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> None:
     from ppl_models.evaluate.sample_quality import quality_lines
     from ppl_models.inference import check_strategy
 
+    if args.quality_samples is not None and not args.sample_quality:
+        raise ValueError("--quality-samples sets N of --sample-quality; add --sample-quality (or drop it)")
     inference = {k: getattr(args, k) for k in ("strategy", "local_steps", "local_lr", "local_tol")
                  if getattr(args, k) is not None}
     if "strategy" in inference:
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> None:
     r = evaluate_run(args.run_dir, args.split, args.nll_samples, args.limit, args.data_dir, args.device, args.seed,
                      args.batch_size, progress=not args.json, inference=inference, data=args.data,
                      checkpoint=args.checkpoint, sample_quality=args.sample_quality,
-                     quality_samples=args.quality_samples)
+                     quality_samples=1000 if args.quality_samples is None else args.quality_samples)
     if args.json:
         print(json.dumps(r))
         return

@@ -237,6 +237,7 @@ CASES = [
     ("autoencoder-semi-amortized", "train autoencoder --data digits --strategy semi-amortized --out {out}",
      ["--strategy semi-amortized", "use --strategy amortized"]),
     ("eval-unknown-strategy", "eval {run} --strategy nope", ["unknown strategy 'nope'", "amortized, adversarial, per-datapoint"]),
+    ("quality-samples-alone", "eval {run} --quality-samples 50", ["--quality-samples sets N of --sample-quality"]),
     ("compare-unknown-strategy", "compare-inference --data digits --strategies elbo,nope --out {out}",
      ["strategy 'nope'", "objective (elbo, elbo-analytic, iwae) or a strategy (amortized, adversarial, per-datapoint"]),
     ("unknown-likelihood", "train vae --likelihood nope --out {out}",
