@@ -3,18 +3,16 @@ model (``samples/<name>.png``) and all grids side by side (``samples.png``)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ppl_models.atomic import atomic_savefig, atomic_write
+from ppl_models.atomic import atomic_savefig
 from ppl_models.evaluate.samples import image_grid, save_grid
 from ppl_models.paths import inside
+from ppl_models.result_files import write_result_files
 
 # (row key, column title, format) of the table; a value that is text (e.g. "no likelihood") is printed as is,
 # and the format "ms" shows seconds as milliseconds
@@ -97,22 +95,8 @@ def save_side_by_side(samples: dict[str, torch.Tensor], path: Path, per_model: i
 
 def write_results(results: dict[str, Any], out: str | Path) -> list[Path]:
     """Write the table (``results.md``, ``.csv``, ``.json``) and the sample figures into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    table_rows = [*results["rows"], results["floor"]]
-    fields = list(dict.fromkeys(k for r in table_rows for k in r))
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(table_rows)
-    plain = {k: v for k, v in results.items() if k != "samples"}
-    files = {"results.json": json.dumps(plain, indent=2).encode(), "results.csv": text.getvalue().encode(),
-             "results.md": markdown(results).encode()}
-    paths = []
-    for name, data in files.items():
-        path = inside(out, name)
-        atomic_write(path, lambda f, data=data: f.write(data))
-        paths.append(path)
+    plain = {k: v for k, v in results.items() if k != "samples"}  # the images go to the figures
+    paths = write_result_files(out, plain, [*results["rows"], results["floor"]], markdown(results))
     for name, images in results["samples"].items():
         paths.append(save_grid(images[:64].float(), inside(out, "samples", f"{name}.png")))
     paths.append(save_side_by_side(results["samples"], inside(out, "samples.png")))

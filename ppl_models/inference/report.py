@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from pathlib import Path
 from typing import Any
 
-from ppl_models.atomic import atomic_savefig, atomic_write
+from ppl_models.atomic import atomic_savefig
 from ppl_models.paths import inside
+from ppl_models.result_files import write_result_files
 
 # (row key, column title, format) of the Markdown table
 COLUMNS = [
@@ -100,18 +98,6 @@ def save_figure(results: dict[str, Any], path: Path) -> Path:
 
 def write_results(results: dict[str, Any], out: str | Path) -> list[Path]:
     """Write ``results.json``, ``results.csv``, ``results.md`` and ``validation.png`` into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(results["rows"][0]))
-    writer.writeheader()
-    writer.writerows(results["rows"])
-    files = {
-        "results.json": json.dumps(results, indent=2).encode(),
-        "results.csv": text.getvalue().encode(),
-        "results.md": markdown(results).encode(),
-    }
-    paths = {name: inside(out, name) for name in (*files, "validation.png")}  # a link out of ``out`` is refused
-    for name, data in files.items():
-        atomic_write(paths[name], lambda f, data=data: f.write(data))
-    return [paths[name] for name in files] + [save_figure(results, paths["validation.png"])]
+    figure = inside(out, "validation.png")  # a link out of ``out`` is refused before anything is written
+    paths = write_result_files(out, results, results["rows"], markdown(results))
+    return paths + [save_figure(results, figure)]

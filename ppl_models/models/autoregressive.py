@@ -148,15 +148,16 @@ class AutoregressiveImage(TorchDistribution):
 class AutoregressiveModel(nn.Module):
     """Base class of autoregressive image models (PixelCNN, PixelRNN) as Pyro programs.
 
-    Subclasses set ``self.net`` (a causal network, see :class:`AutoregressiveImage`),
-    ``self.likelihood`` (a :class:`PixelLikelihood`) and ``self.event_shape`` (``[H, W]``). The
+    Subclasses call ``super().__init__(name, config, event_shape)`` (which sets ``config``,
+    ``event_shape`` ``[H, W]`` and ``likelihood``, a :class:`PixelLikelihood`), then set ``self.net``
+    (a causal network, see :class:`AutoregressiveImage`). The
     model has one observed site ``x`` and no latent sites; its guide is empty, so the ELBO, IWAE
     and the importance-sampled NLL are all the exact log p(x).
     """
 
     observed_sites = ("x",)  # the one observed site; there are no latent sites
     exact_likelihood = True  # log p(x) is computed exactly, not bounded
-    data_shape = None  # any [H, W] image; subclasses check the rank
+    data_shape = None  # any [H, W] image; __init__ checks the rank
     lookup_likelihood = staticmethod(get_pixel_likelihood)  # how the registry checks a config's `likelihood`
 
     net: nn.Module
@@ -169,14 +170,17 @@ class AutoregressiveModel(nn.Module):
         256-way softmax of van den Oord et al. 2016."""
         return "bernoulli" if binary else "categorical"
 
-    @staticmethod
-    def check_image_shape(name: str, event_shape: torch.Size) -> torch.Size:
-        """``event_shape`` as a ``torch.Size`` if it is a 2-D image ``[H, W]``, else a ValueError naming ``name``."""
+    def __init__(self, name: str, config, event_shape: torch.Size):
+        """Keep ``config``, check that ``event_shape`` is a 2-D image ``[H, W]`` (a ValueError naming
+        the model ``name`` otherwise) and look up ``config.likelihood``; the subclass then sets ``net``."""
+        super().__init__()
         event_shape = torch.Size(event_shape)
         if len(event_shape) != 2 or min(event_shape) < 1:
             raise ValueError(f"{name} needs one-channel 2-D images [H, W], got observations of shape "
                              f"{list(event_shape)}")
-        return event_shape
+        self.config = config
+        self.event_shape = event_shape
+        self.likelihood = get_pixel_likelihood(config.likelihood)
 
     def distribution(self, n: int) -> AutoregressiveImage:
         """p(x) for a batch of ``n`` images: batch shape ``[n]``, event shape ``[H, W]``."""

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ppl_models.models.autoregressive import AutoregressiveModel, check_architecture, get_pixel_likelihood
+from ppl_models.models.autoregressive import AutoregressiveModel, check_architecture
 from ppl_models.models.masked_conv import MaskedConv2d
 from ppl_models.registry import register_model
 
@@ -161,8 +161,5 @@ class PixelCNN(AutoregressiveModel):
     """
 
     def __init__(self, config: PixelCNNConfig, event_shape: torch.Size):
-        super().__init__()
-        self.config = config
-        self.event_shape = self.check_image_shape("pixelcnn", event_shape)
-        self.likelihood = get_pixel_likelihood(config.likelihood)
+        super().__init__("pixelcnn", config, event_shape)
         self.net = PixelCNNNet(config, self.likelihood.outputs)

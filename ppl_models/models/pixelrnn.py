@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ppl_models.models.autoregressive import AutoregressiveModel, check_architecture, get_pixel_likelihood
+from ppl_models.models.autoregressive import AutoregressiveModel, check_architecture
 from ppl_models.models.row_lstm import RowLSTMNet
 from ppl_models.registry import register_model
 
@@ -51,9 +51,6 @@ class PixelRNN(AutoregressiveModel):
     """
 
     def __init__(self, config: PixelRNNConfig, event_shape: torch.Size):
-        super().__init__()
-        self.config = config
-        self.event_shape = self.check_image_shape("pixelrnn", event_shape)
-        self.likelihood = get_pixel_likelihood(config.likelihood)
+        super().__init__("pixelrnn", config, event_shape)
         self.net = RowLSTMNet(config.hidden, config.layers, self.likelihood.outputs, config.kernel,
                               config.input_kernel)
