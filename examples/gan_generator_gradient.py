@@ -3,7 +3,8 @@
     python examples/gan_generator_gradient.py --data binarized_mnist --out runs/gan-gradient
 
 Trains the suite's GAN twice on the same data and seed (Algorithm 1 of Goodfellow et al. 2014, one
-discriminator step per generator step), once with each generator loss. After every step it
+discriminator step per generator step, lr 2e-4, no instance noise unless ``--instance-noise``), once
+with each generator loss. After every step it
 measures, on a fixed batch of codes z and without disturbing training (no parameter, gradient,
 batch-norm statistic or random stream changes), the norm of the generator's gradient under both
 losses, and the mean D(G(z)). Early on D rejects the samples (D(G(z)) near 0), where
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--record", type=int, default=300, help="steps measured from the start")
     ap.add_argument("--latent-dim", type=int, default=64, help="size of z")
     ap.add_argument("--channels", type=int, default=64, help="feature maps of both players")
+    ap.add_argument("--instance-noise", type=float, default=0.0,
+                    help="sd of the noise on what D sees (0: plain Algorithm 1, as in the paper's argument)")
     ap.add_argument("--seed", type=int, default=0, help="seed of both runs")
     ap.add_argument("--out", default="runs/gan-gradient", help="output directory (one run per loss inside)")
     args = ap.parse_args(argv)
@@ -95,7 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     runs = {}
     for loss in GENERATOR_LOSSES:
-        config = RunConfig("gan", model_config("gan", latent_dim=args.latent_dim, channels=args.channels),
+        config = RunConfig("gan", model_config("gan", latent_dim=args.latent_dim, channels=args.channels,
+                                               instance_noise=args.instance_noise),
                            TrainConfig(data=args.data, epochs=args.epochs, seed=args.seed, lr=2e-4,
                                        strategy="adversarial", generator_loss=loss), data.event_shape)
         recorder = GradientRecorder(args.latent_dim, 256, args.record)
