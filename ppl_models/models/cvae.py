@@ -40,7 +40,7 @@ class CVAEConfig:
 
     condition: str = "label"  # label (c = one-hot class) | partial (c = visible part of the image)
     classes: int = 10  # number of classes, for condition="label"
-    visible: str = "top"  # visible region for condition="partial": top | left | top-left (one quadrant)
+    visible: str = "top"  # visible region for condition="partial" (VISIBLE_REGIONS): top, bottom, left, right, top-left, quadrants:1|2|3
     prior: str = "network"  # p(z | c): network (Sohn et al.'s prior network) | standard (N(0, I))
     latent_dim: int = 16  # size of z
     hidden: tuple[int, ...] = (256,)  # encoder and prior-network hidden widths; the decoder mirrors them
@@ -131,8 +131,15 @@ class LabelCondition(_Condition):
 
 VISIBLE_REGIONS = {  # (row index grid, column index grid, H, W) -> visible-pixel mask
     "top": lambda r, c, h, w: r < h // 2,
+    "bottom": lambda r, c, h, w: r >= h // 2,
     "left": lambda r, c, h, w: c < w // 2,
+    "right": lambda r, c, h, w: c >= w // 2,
     "top-left": lambda r, c, h, w: (r < h // 2) & (c < w // 2),
+    # Pyro's CVAE tutorial (examples/cvae/mnist.py): 1 quadrant shows the bottom-left, 2 the left half,
+    # 3 all but the bottom-right
+    "quadrants:1": lambda r, c, h, w: (r >= h // 2) & (c < w // 2),
+    "quadrants:2": lambda r, c, h, w: c < w // 2,
+    "quadrants:3": lambda r, c, h, w: (r < h // 2) | (c < w // 2),
 }
 
 

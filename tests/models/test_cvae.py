@@ -75,11 +75,12 @@ def test_sample_inputs_give_classes_in_order_and_evenly_spread_partial_images(di
         module.model(torch.rand(2, 8, 8), y=torch.tensor([0, 1]))
 
 
-@pytest.mark.parametrize("visible", ["top", "left", "top-left"])
+@pytest.mark.parametrize("visible", ["top", "bottom", "left", "right", "top-left", "quadrants:1", "quadrants:2",
+                                     "quadrants:3"])
 def test_partial_samples_paste_the_visible_pixels_back(digits, visible):
     module = cvae(condition="partial", visible=visible)
     mask = module.cond.visible_mask
-    assert int(mask.sum()) == {"top": 32, "left": 32, "top-left": 16}[visible]
+    assert int(mask.sum()) == {"top-left": 16, "quadrants:1": 16, "quadrants:3": 48}.get(visible, 32)
     inputs = module.sample_inputs(digits.test, 7)
     site = poutine.trace(module.model).get_trace(**inputs).nodes["x"]
     for images in (site["value"], site["fn"].mean):
@@ -151,8 +152,8 @@ def test_registry_lists_cvae_and_rejects_bad_settings():
     assert "cvae" in available_models()
     with pytest.raises(ValueError, match="unknown cvae condition 'colour'; choose one of label, partial"):
         cvae(condition="colour")
-    with pytest.raises(ValueError, match="unknown visible region 'bottom'"):
-        cvae(condition="partial", visible="bottom")
+    with pytest.raises(ValueError, match="unknown visible region 'middle'"):
+        cvae(condition="partial", visible="middle")
     with pytest.raises(ValueError, match="unknown cvae prior"):
         cvae(prior="flat")
     with pytest.raises(ValueError, match=r"needs grey images \[H, W\], got event shape \(64,\)"):
