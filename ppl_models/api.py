@@ -78,6 +78,19 @@ class CompareResult:
         return self.results
 
 
+@dataclass(frozen=True)
+class CompletionReport:
+    """What ``ppl complete`` writes: the scored rows (method x way x model x mask) and the files."""
+
+    rows: tuple[dict, ...]  # one per method, way, model and mask: conditional NLL, accuracy, class kept, time
+    results: dict[str, Any]  # everything in completion.json
+    files: tuple[Path, ...]  # completion.json, .csv, .md and the figures
+
+    def to_json(self) -> dict:
+        """Everything in completion.json."""
+        return self.results
+
+
 def _model_name(model: str | type) -> str:
     return model if isinstance(model, str) else registered_name(model)
 
@@ -158,6 +171,15 @@ class Run:
         result, files = diagnose_run(self.path, split, data, limit, out, config_from(**settings), data_dir,
                                      self.device, progress)
         return DiagnoseResult(result.summary, tuple(files))
+
+    def complete(self, masks: str | list[str], out: str | Path, methods: str | list[str] | None = None,
+                 with_runs: tuple[str | Path, ...] = (), limit: int | None = 100, split: str = "test",
+                 data_dir: str | None = None, **settings) -> CompletionReport:
+        """Complete ``limit`` test images under each mask, as ``ppl complete RUN [OTHER ...]``: every method
+        in ``methods`` (default all) on this run and ``with_runs`` (e.g. a PixelCNN run, CVAE runs trained
+        for the masks); ``settings`` are :class:`~ppl_models.completion.CompletionSettings` fields."""
+        return complete_runs([self.path, *with_runs], masks, out, methods, limit=limit, split=split,
+                             data_dir=data_dir, device=self.device, **settings)
 
     def _test_split(self, data_dir: str | None, required: bool):
         """The run's test split (checked against its event shape); where not ``required``, None if it
@@ -242,3 +264,18 @@ def compare_inference(out: str | Path, *, resume: bool = False, data_dir: str | 
     results = run_comparison(CompareConfig(**settings), out, resume=resume, data_dir=data_dir, progress=progress)
     files = write_results(results, out)
     return CompareResult(tuple(results["rows"]), results["curves"], results, tuple(files))
+
+
+def complete_runs(runs: list[str | Path], masks: str | list[str], out: str | Path, methods: str | list[str] | None = None,
+                  *, limit: int | None = 100, split: str = "test", data_dir: str | None = None, device: str = "cpu",
+                  **settings) -> CompletionReport:
+    """Complete test images of the runs under each mask with every method, as ``ppl complete``; ``settings``
+    are :class:`~ppl_models.completion.CompletionSettings` fields (``samples``, ``num_particles``, ...).
+    For a model and images in memory, :func:`ppl_models.completion.complete` is the Python door."""
+    from ppl_models.completion.method import CompletionSettings
+    from ppl_models.completion.run_complete import complete_runs as run_completion
+
+    masks = [masks] if isinstance(masks, str) else list(masks)
+    results, files = run_completion(runs, masks, out, methods, split, limit, CompletionSettings(**settings), data_dir,
+                                    device)
+    return CompletionReport(tuple(results["rows"]), results, tuple(files))

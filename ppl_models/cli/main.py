@@ -8,6 +8,7 @@ import warnings
 
 from ppl_models.cli import compare as compare_cmd
 from ppl_models.cli import compare_inference as compare_inference_cmd
+from ppl_models.cli import complete as complete_cmd
 from ppl_models.cli import diagnose as diagnose_cmd
 from ppl_models.cli import eval as eval_cmd
 from ppl_models.cli import models as models_cmd
@@ -17,7 +18,8 @@ from ppl_models.cli import train as train_cmd
 from ppl_models.train.checkpoint import CheckpointWarning
 from ppl_models.train.signals import TrainingStopped
 
-SUBCOMMANDS = [train_cmd, eval_cmd, sample_cmd, probe_cmd, diagnose_cmd, compare_inference_cmd, compare_cmd, models_cmd]
+SUBCOMMANDS = [train_cmd, eval_cmd, sample_cmd, probe_cmd, diagnose_cmd, compare_inference_cmd, compare_cmd,
+               complete_cmd, models_cmd]
 
 # Errors that carry a message meant for the user; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, OSError, FloatingPointError, TypeError)

@@ -28,7 +28,7 @@ class CompletionSettings:
     svi_lr: float = 5e-2  # Adam step size of per-point SVI (latent)
     pixel_steps: int = 300  # Adam steps fitting the mean-field phi over the hidden pixels (pixels)
     pixel_lr: float = 0.1  # Adam step size for phi's logits (pixels)
-    pixel_draws: int = 16  # draws of the hidden pixels per step for the score-function estimator (pixels)
+    pixel_draws: int = 16  # draws of the hidden pixels per step for the gradient estimator (pixels)
     pixel_particles: int = 16  # importance samples of z inside log p(x_observed, x_hidden) for a latent model (pixels)
     autoregressive_pool: int = 64  # ancestral proposals per image for importance resampling (autoregressive)
     seed: int = 0  # seeds every method's draws (each method starts from it)
@@ -54,6 +54,7 @@ class CompletionMethod:
 
     name: str = ""  # the name on the command line (--method)
     description: str = ""  # one line for help texts
+    needs_hidden: bool = False  # it fits something to the hidden pixels, so a mask hiding nothing is refused
 
     def not_applicable(self, module: torch.nn.Module, hidden: torch.Tensor) -> str | None:
         """Why this method cannot complete images with ``module`` under ``hidden``, or None if it can."""

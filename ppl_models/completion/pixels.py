@@ -200,6 +200,7 @@ def _data_are_binary(module: torch.nn.Module) -> bool:
 
 @register_method("pixels", "fit a mean-field Bernoulli q(x_hidden; phi) under the model by SVI (CS236 notes)")
 class PixelsCompletion(CompletionMethod):
+    needs_hidden = True  # phi is fitted to the hidden pixels
     """Mean-field Bernoulli posterior over the hidden pixels, fitted by maximizing the conditional bound L(phi)
     with score-function gradients and a leave-one-out baseline (Kool et al. 2019); see the module docstring.
 

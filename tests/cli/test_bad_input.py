@@ -102,6 +102,9 @@ def ctx(tmp_path_factory) -> dict:
     save("x28.npy", np.zeros((20, 28, 28), np.float32))
     np.savez(root / "x28.npz", x=np.zeros((20, 28, 28), np.float32), y=np.arange(20) % 10)
     save("vectors.npy", x.reshape(200, 64))
+    save("mask_float.npy", np.ones((8, 8), np.float32))
+    save("mask_7x8.npy", np.ones((7, 8), bool))
+    save("mask_nothing.npy", np.zeros((8, 8), bool))
     (root / "garbage.npy").write_bytes(b"\x93NUMPY\x01\x00garbage")
     (root / "models.py").write_text(textwrap.dedent(USER_MODELS))
 
@@ -238,6 +241,15 @@ CASES = [
      ["--strategy semi-amortized", "use --strategy amortized"]),
     ("eval-unknown-strategy", "eval {run} --strategy nope", ["unknown strategy 'nope'", "amortized, adversarial, per-datapoint"]),
     ("quality-samples-alone", "eval {run} --quality-samples 50", ["--quality-samples sets N of --sample-quality"]),
+    ("complete-unknown-mask", "complete {run} --mask middle --out {out}", ["unknown mask 'middle'", "quadrants:N"]),
+    ("complete-mask-not-boolean", "complete {run} --mask {root}/mask_float.npy --out {out}",
+     ["mask_float.npy: a mask must be boolean (True = hidden), got torch.float32"]),
+    ("complete-mask-wrong-shape", "complete {run} --mask {root}/mask_7x8.npy --out {out}",
+     ["mask_7x8.npy: the mask has shape [7, 8], but the images need [8, 8]"]),
+    ("complete-mask-hides-nothing", "complete {run} --mask {root}/mask_nothing.npy --method pixels --out {out}",
+     ["mask_nothing.npy hides nothing: pixels completion needs at least one hidden pixel"]),
+    ("complete-unknown-method", "complete {run} --mask top-half --method inpaint --out {out}",
+     ["unknown completion method 'inpaint'; choose from latent, pixels, cvae, autoregressive or all"]),
     ("compare-unknown-strategy", "compare-inference --data digits --strategies elbo,nope --out {out}",
      ["strategy 'nope'", "objective (elbo, elbo-analytic, iwae) or a strategy (amortized, adversarial, per-datapoint"]),
     ("unknown-likelihood", "train vae --likelihood nope --out {out}",

@@ -94,3 +94,14 @@ def test_the_gradient_recorder_leaves_training_unchanged(tmp_path):
     recorder = recorder_cls(8, 32, 100)
     watched = fit(RunDir(tmp_path / "b"), config, data, progress=False, after_step=recorder).state_dict()
     assert len(recorder.rows) == 15 and all(torch.equal(plain[k], watched[k]) for k in plain)
+
+
+def test_completion_digits_example(tmp_path, classifier_env):
+    out = tmp_path / "completion"
+    results = load("completion_digits").main(["--epochs", "1", "--limit", "4", "--nll-samples", "10", "--steps", "3",
+                                              "--out", str(out)])
+    ran = {(r["method"], r["model"].rsplit("/", 1)[-1]) for r in results["rows"] if r["reason"] is None}
+    assert ran == {("latent", "sketch-vae"), ("pixels", "sketch-vae"), ("pixels", "pixelcnn"), ("cvae", "cvae"),
+                   ("autoregressive", "pixelcnn")}
+    assert all(math.isfinite(r["nll"]) for r in results["rows"] if r["reason"] is None)
+    assert (out / "completion.md").exists() and (out / "top-half.png").exists() and (out / "pixels-top-half.png").exists()
