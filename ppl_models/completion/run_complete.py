@@ -54,23 +54,16 @@ def _classifier(event_shape: tuple[int, ...], data_dir: str | None, progress: bo
         return f"not applicable: {e}"
 
 
-def _pixels_phis(result: CompletionResult, models: dict, settings: CompletionSettings) -> list | None:
-    """Rows of the pixels figure, (label, phi), for the first model the pixels method ran on."""
-    from ppl_models.completion.pixels import conditional_bound
-
+def _pixels_phis(result: CompletionResult) -> list | None:
+    """Rows of the pixels figure, (label, phi), for the first model the pixels method ran on, labelled
+    with the bounds that method already estimated (its ``extra``)."""
     keys = [key for key in result.completions if key[1] == "pixels"]
     if not keys:
         return None
-    label, c = keys[0][0], result.completions[keys[0]]
-    module = models[label]
-    x = result.x.to(next(iter(module.parameters())).device)
-    hidden = result.hidden.to(x.device)
-    rows = []
-    for name, phi in (("phi = 0.5", torch.full_like(x, 0.5)), ("phi = 1", torch.ones_like(x)),
-                      ("fitted phi", c.mean.to(x.device))):
-        bound = conditional_bound(module, x, hidden, phi).mean().item()
-        rows.append((f"{name}\nbound {bound:.1f}", phi.cpu()))
-    return rows
+    c = result.completions[keys[0]]
+    return [(f"phi = 0.5\nbound {c.extra['bound_phi_half']:.1f}", torch.full_like(result.x, 0.5)),
+            (f"phi = 1\nbound {c.extra['bound_phi_one']:.1f}", torch.ones_like(result.x)),
+            (f"fitted phi\nbound {c.extra['bound_fitted']:.1f}", c.mean)]
 
 
 def complete_runs(runs: Sequence[str | os.PathLike], masks: Sequence[str], out: str | os.PathLike,
@@ -123,7 +116,7 @@ def complete_runs(runs: Sequence[str | os.PathLike], masks: Sequence[str], out: 
         if result.completions:
             files.append(save_completion_figure(inside(out, f"{mask_slug(spec)}.png"), result.x, result.hidden,
                                                 result.completions, title))
-        phis = _pixels_phis(result, models, settings)
+        phis = _pixels_phis(result)
         if phis is not None:
             files.append(save_pixels_figure(inside(out, f"pixels-{mask_slug(spec)}.png"), result.x, result.hidden,
                                             phis, f"{title}: mean-field q(x_hidden; phi)"))
