@@ -13,6 +13,7 @@ def add_parser(subparsers) -> None:
     """Register the ``complete`` subcommand."""
     from ppl_models.completion.masks import MASK_HELP
     from ppl_models.completion.method import CompletionSettings
+    from ppl_models.completion.pixel_estimators import ESTIMATORS
 
     defaults = CompletionSettings()
     p = subparsers.add_parser("complete", help="complete hidden parts of images, several ways, side by side",
@@ -30,6 +31,11 @@ def add_parser(subparsers) -> None:
                    help=f"cap on per-point SVI steps of the latent method (default {defaults.svi_steps})")
     p.add_argument("--pixel-steps", type=int, default=defaults.pixel_steps,
                    help=f"steps fitting the pixels method's phi (default {defaults.pixel_steps})")
+    p.add_argument("--pixel-estimator", default=defaults.pixel_estimator, choices=sorted(ESTIMATORS),
+                   help="gradient estimator for phi: concrete (binary Concrete relaxation) or score (REINFORCE with a "
+                        f"leave-one-out baseline) (default {defaults.pixel_estimator})")
+    p.add_argument("--pixel-draws", type=int, default=defaults.pixel_draws,
+                   help=f"draws of the hidden pixels per image and step for phi's gradient (default {defaults.pixel_draws})")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"], help="split to complete (default test)")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"images per pass (default {defaults.batch_size})")
     p.add_argument("--out", required=True, help="output directory (completion.json/.csv/.md, a PNG per mask)")
@@ -47,7 +53,8 @@ def run(args: argparse.Namespace) -> None:
     from ppl_models.completion.run_complete import complete_runs
 
     settings = CompletionSettings(samples=args.samples, num_particles=args.nll_samples, batch_size=args.batch_size,
-                                  svi_steps=args.svi_steps, pixel_steps=args.pixel_steps, seed=args.seed,
+                                  svi_steps=args.svi_steps, pixel_steps=args.pixel_steps,
+                                  pixel_estimator=args.pixel_estimator, pixel_draws=args.pixel_draws, seed=args.seed,
                                   progress=not args.no_progress)
     results, files = complete_runs(args.runs, args.masks, args.out, args.methods, args.split, args.limit, settings,
                                    args.data_dir, args.device)

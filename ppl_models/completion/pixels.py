@@ -23,18 +23,15 @@ log p(x_obs, x_h) is log p(x) at the completed image ``paste(x, x_h, hidden)``:
   fitted proposal at no optimization cost. Since E_z[log p_K(x)] <= log p(x) (Jensen), the estimated L
   is a stochastic lower bound on the exact L, hence still on log p(x_obs); it tightens as K grows.
 
-Gradients: the sites are discrete, so E_q[log p] is differentiated with the score function (REINFORCE,
-Williams 1992) and a leave-one-out baseline over the D = ``settings.pixel_draws`` draws of each image
-(Kool, van Hoof & Welling 2019, "Buy 4 REINFORCE samples, get a baseline for free!"):
-
-    grad L ~= 1/(D-1) sum_d (f_d - mean_j f_j) grad log q(x_h^(d)) + grad H(q),   f_d = log p(x_obs, x_h^(d)),
-
-unbiased for the gradient of the bound being estimated; H(q) is in closed form. The model is frozen.
+Gradients: the sites are discrete, so grad E_q[log p] needs an estimator (``pixel_estimators.py``):
+by default the binary Concrete relaxation (Maddison et al. 2017; Jang et al. 2017), a reparameterized
+gradient per pixel; or (``pixel_estimator="score"``) the score function with a leave-one-out baseline
+(Kool et al. 2019), unbiased but one signal per image. H(q) is in closed form; the model is frozen.
+The bounds reported for the fitted phi, phi = 0.5 and phi = 1 are estimated with discrete draws.
 """
 
 from __future__ import annotations
 
-import math
 import time
 
 import pyro
@@ -45,25 +42,13 @@ from tqdm.auto import tqdm
 
 from ppl_models.completion.masks import require_hidden
 from ppl_models.completion.method import Completion, CompletionMethod, CompletionSettings, paste, register_method
+from ppl_models.completion.pixel_estimators import estimator, hidden_entropy, hidden_log_q, log_joint
 from ppl_models.models.protocol import has_likelihood, label_use
-from ppl_models.objectives.log_weights import log_importance_weights
 from ppl_models.rng import restored_rng
 
 BOUND_DRAWS = 64  # draws of x_h per image behind each bound reported in Completion.extra
-VARIANT = "mean-field Bernoulli, score function + leave-one-out baseline"
-
-# Why not Pyro's TraceGraph_ELBO, which also gives score-function gradients with baselines: (1) for a latent
-# model our f = log p(x_obs, x_h) is an IWAE estimate from a separate, batched importance-sampling pass of the
-# model and its guide on the completed images, while TraceGraph_ELBO differentiates the log-densities of one
-# model trace replayed against one guide trace: z would have to become a site of the guide (the joint fit of
-# q(x_h) q(z) we avoid above) or f enter as a pyro.factor computed outside its traces; (2) its baselines are
-# per-site decaying averages, fixed values or baseline networks, and its particles share no leave-one-out
-# baseline; (3) it estimates E_q[-log q] from the draws, where we have H(q) in closed form. The few lines
-# of surrogate_objective are the estimator itself.
-
-
-def _event_dims(x: torch.Tensor) -> tuple[int, ...]:
-    return tuple(range(-(x.dim() - 1), 0))
+VARIANTS = {"concrete": "mean-field Bernoulli, binary Concrete relaxation (tau={temperature:g})",  # estimator -> row
+            "score": "mean-field Bernoulli, score function + leave-one-out baseline"}
 
 
 def check_binary(x: torch.Tensor) -> None:
@@ -78,60 +63,8 @@ def check_binary(x: torch.Tensor) -> None:
 @torch.no_grad()
 def completed_log_joint(module: torch.nn.Module, x: torch.Tensor, values: torch.Tensor, hidden: torch.Tensor,
                         particles: int) -> torch.Tensor:
-    """log p(x_obs, x_h) = log p(``paste(x, values, hidden)``) for draws ``values`` ``[D, N, *event]``, ``[D, N]``.
-
-    Exact for a model without latent sites (``exact_likelihood``); otherwise the IWAE estimate with
-    ``particles`` draws from the model's guide on each completed image (Burda et al. 2016), a
-    stochastic lower bound. One pass holds D * N * particles images.
-    """
-    completed = paste(x, values, hidden)
-    flat = completed.reshape(-1, *x.shape[1:])
-    if getattr(module, "exact_likelihood", False):
-        log_p = log_importance_weights(module.model, module.guide, flat, num_particles=1)[0]
-    else:
-        log_w = log_importance_weights(module.model, module.guide, flat, num_particles=particles)
-        log_p = log_w.logsumexp(0) - math.log(particles)
-    return log_p.reshape(completed.shape[: -(x.dim() - 1)])
-
-
-def hidden_log_q(q: Bernoulli, values: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-    """log q(x_h) of ``values`` ``[..., N, *event]``: log Bernoulli summed over the hidden pixels only, ``[..., N]``."""
-    lp = q.log_prob(values)
-    return torch.where(hidden, lp, lp.new_zeros(())).sum(_event_dims(hidden))
-
-
-def hidden_entropy(q: Bernoulli, hidden: torch.Tensor) -> torch.Tensor:
-    """H(q) in closed form, summed over the hidden pixels of each image, ``[N]``."""
-    h = q.entropy()
-    return torch.where(hidden, h, h.new_zeros(())).sum(_event_dims(hidden))
-
-
-def surrogate_objective(module: torch.nn.Module, x: torch.Tensor, hidden: torch.Tensor, logits: torch.Tensor,
-                        draws: int, particles: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step's score-function surrogate and bound estimate for q = Bernoulli(sigmoid(``logits``)), each ``[N]``.
-
-    The gradient of the surrogate with respect to ``logits`` is the unbiased estimate of grad L with the
-    leave-one-out baseline over ``draws`` draws (Kool et al. 2019; module docstring), plus the
-    closed-form gradient of H(q). The second output, mean_d f_d + H(q), is the Monte Carlo estimate of L.
-
-    Args:
-        module: the frozen model (evaluated under no_grad).
-        x: binary images ``[N, *event]``.
-        hidden: ``[N, *event]`` bool, True = missing.
-        logits: phi's logits ``[N, *event]`` (requires grad); observed pixels' entries get no gradient.
-        draws: D >= 2 draws per image.
-        particles: K, importance samples of z per completed image (latent models).
-    """
-    if draws < 2:
-        raise ValueError(f"pixels completion: the leave-one-out baseline needs at least 2 draws per image "
-                         f"(settings.pixel_draws), got {draws}")
-    q = Bernoulli(logits=logits)
-    values = q.sample((draws,))  # [D, N, *event], no gradient
-    f = completed_log_joint(module, x, values, hidden, particles)  # [D, N]
-    advantage = (f - f.mean(0)) * (draws / (draws - 1))  # f_d - mean of the other draws' f
-    entropy = hidden_entropy(q, hidden)
-    surrogate = (advantage * hidden_log_q(q, values, hidden)).mean(0) + entropy
-    return surrogate, f.mean(0) + entropy.detach()
+    """:func:`pixel_estimators.log_joint` without gradients: log p(x_obs, x_h) for draws ``[D, N, *event]``, ``[D, N]``."""
+    return log_joint(module, x, values, hidden, particles)
 
 
 @torch.no_grad()
@@ -174,14 +107,17 @@ def conditional_bound(module: torch.nn.Module, x: torch.Tensor, hidden: torch.Te
 def fit_logits(module: torch.nn.Module, x: torch.Tensor, hidden: torch.Tensor, settings: CompletionSettings,
                desc: str = "pixels") -> torch.Tensor:
     """phi's logits ``[N, *event]`` maximizing L for one batch: start at 0 (phi = 0.5), then ``settings.pixel_steps``
-    Adam steps of size ``settings.pixel_lr`` on the surrogate of :func:`surrogate_objective`."""
+    Adam steps of size ``settings.pixel_lr`` on the surrogate of ``settings.pixel_estimator``."""
+    surrogate_of = estimator(settings.pixel_estimator)
     logits = torch.zeros_like(x, requires_grad=True)
     optimizer = torch.optim.Adam([logits], lr=settings.pixel_lr)
     steps = tqdm(range(settings.pixel_steps), desc=desc, unit="step", disable=None if settings.progress else True)
     for _ in steps:
-        surrogate, _ = surrogate_objective(module, x, hidden, logits, settings.pixel_draws, settings.pixel_particles)
+        surrogate, _ = surrogate_of(module, x, hidden, logits, settings.pixel_draws, settings.pixel_particles,
+                                    settings.pixel_temperature)
         optimizer.zero_grad(set_to_none=True)
-        (-surrogate.sum()).backward()  # a sum: each image's logits get that image's own gradient
+        # a sum: each image's logits get that image's own gradient; only the logits, the model stays frozen
+        (-surrogate.sum()).backward(inputs=[logits])
         optimizer.step()
     return logits.detach()
 
@@ -200,14 +136,15 @@ def _data_are_binary(module: torch.nn.Module) -> bool:
 
 @register_method("pixels", "fit a mean-field Bernoulli q(x_hidden; phi) under the model by SVI (CS236 notes)")
 class PixelsCompletion(CompletionMethod):
-    needs_hidden = True  # phi is fitted to the hidden pixels
     """Mean-field Bernoulli posterior over the hidden pixels, fitted by maximizing the conditional bound L(phi)
-    with score-function gradients and a leave-one-out baseline (Kool et al. 2019); see the module docstring.
+    with the gradient estimator ``settings.pixel_estimator`` (``pixel_estimators.py``; module docstring).
 
     ``draws`` are S draws from the fitted q pasted into x; ``mean`` is the fitted phi at the hidden pixels
     (the picture of phi); ``log_p_hidden`` is log q_phi(x_h true), exact. ``extra`` holds the mean bound L
     for the fitted phi, for phi = 0.5 and for phi = 1 (``BOUND_DRAWS`` draws each).
     """
+
+    needs_hidden = True  # phi is fitted to the hidden pixels
 
     def not_applicable(self, module: torch.nn.Module, hidden: torch.Tensor) -> str | None:
         """A reason when the model has no likelihood, is conditioned on labels, needs inputs to sample, or
@@ -228,6 +165,7 @@ class PixelsCompletion(CompletionMethod):
                  settings: CompletionSettings) -> list[Completion]:
         """Fit phi per image in batches of ``settings.batch_size``; draw, average and score (class docstring)."""
         require_hidden(hidden, "pixels")
+        estimator(settings.pixel_estimator)  # an unknown name is refused before any work
         check_binary(x)
         start_time = time.perf_counter()
         hidden = hidden.to(x.device).expand_as(x)
@@ -255,7 +193,9 @@ class PixelsCompletion(CompletionMethod):
             "steps": settings.pixel_steps,  # Adam steps per image batch
             "draws_per_step": settings.pixel_draws,  # D, draws per image per step
             "lr": settings.pixel_lr,  # Adam step size for phi's logits
+            "estimator": settings.pixel_estimator,  # the gradient estimator of pixel_estimators.py
         }
         nll_by = "log q_phi(x_hidden) of the fitted mean-field Bernoulli, exact"
-        return [Completion("pixels", VARIANT, torch.cat(draws, 1), torch.cat(means), torch.cat(log_q), nll_by,
+        variant = VARIANTS[settings.pixel_estimator].format(temperature=settings.pixel_temperature)
+        return [Completion("pixels", variant, torch.cat(draws, 1), torch.cat(means), torch.cat(log_q), nll_by,
                            time.perf_counter() - start_time, extra)]

@@ -1,11 +1,13 @@
 """The ``pixels`` completion method: a mean-field Bernoulli q(x_hidden; phi) fitted under a trained model by
-maximizing the conditional bound L(phi) = E_q[log p(x_obs, x_h)] + H(q) (the CS236 notes' example), with a
-score-function gradient and a leave-one-out baseline (Kool et al. 2019)."""
+maximizing the conditional bound L(phi) = E_q[log p(x_obs, x_h)] + H(q) (the CS236 notes' example), with the
+binary Concrete relaxation (Maddison et al. 2017) or the score function and a leave-one-out baseline (Kool et al.
+2019)."""
 
 from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import pyro
 import pyro.distributions as dist
@@ -16,8 +18,8 @@ from torch import nn
 import ppl_models.api as api
 from ppl_models.completion.masks import parse_mask
 from ppl_models.completion.method import METHODS, CompletionSettings
-from ppl_models.completion.pixels import (PixelsCompletion, completed_log_joint, conditional_bound,
-                                          surrogate_objective)
+from ppl_models.completion.pixel_estimators import ESTIMATORS, concrete, relaxed_bernoulli, score_function
+from ppl_models.completion.pixels import PixelsCompletion, completed_log_joint, conditional_bound
 from ppl_models.data import load_dataset
 from ppl_models.models.vae import VAE, VAEConfig
 from ppl_models.registry import build_model, model_config
@@ -58,14 +60,21 @@ def test_pixels_is_registered():
     assert isinstance(METHODS["pixels"], PixelsCompletion) and METHODS["pixels"].description
 
 
+VARIANT_WORD = {"concrete": "Concrete", "score": "leave-one-out"}  # estimator -> a word of its row's variant
+
+
+@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
 @pytest.mark.parametrize("name, margin_half, margin_one", [("vae", 3.0, 20.0), ("pixelcnn", 2.0, 10.0)])
-def test_fitted_phi_gives_a_better_bound_than_phi_half_and_phi_one(name, margin_half, margin_one, request, images):
-    """The notes' point: phi = 0.5 and phi = 1 give poor bounds, the fitted phi a better one (means over 16
-    images, 64 draws each; seen: VAE -15.0 / -21.8 / -54.9, PixelCNN -17.2 / -21.9 / -36.1 nats)."""
+def test_fitted_phi_gives_a_better_bound_than_phi_half_and_phi_one(name, margin_half, margin_one, estimator,
+                                                                   request, images):
+    """The notes' point: phi = 0.5 and phi = 1 give poor bounds, the fitted phi a better one, with either
+    estimator (means over 16 images, 64 draws each; seen with score: VAE -15.0 / -21.8 / -54.9, PixelCNN
+    -17.2 / -21.9 / -36.1 nats)."""
     module = request.getfixturevalue(name)
     hidden = top_half(images.shape[0])
-    (c,) = PixelsCompletion().complete(module, images, hidden, FAST)
-    assert c.method == "pixels" and "leave-one-out" in c.variant and "exact" in c.nll_by
+    (c,) = PixelsCompletion().complete(module, images, hidden, replace(FAST, pixel_estimator=estimator))
+    assert c.method == "pixels" and VARIANT_WORD[estimator] in c.variant and "exact" in c.nll_by
+    assert c.extra["estimator"] == estimator
     assert c.draws.shape == (2, 16, *EVENT) and c.mean.shape == (16, *EVENT) and c.log_p_hidden.shape == (16,)
     e = c.extra
     assert e["bound_draws"] == 64 and e["steps"] == 100
@@ -144,7 +153,7 @@ def test_score_function_gradient_is_unbiased(pixelcnn, images):
     R = 2000
     replicas = logits0.repeat(R, 1, 1).requires_grad_(True)
     pyro.set_rng_seed(1)
-    surrogate, _ = surrogate_objective(pixelcnn, x.repeat(R, 1, 1), hidden.repeat(R, 1, 1), replicas, draws=4,
+    surrogate, _ = score_function(pixelcnn, x.repeat(R, 1, 1), hidden.repeat(R, 1, 1), replicas, draws=4,
                                        particles=1)
     (g,) = torch.autograd.grad(surrogate.sum(), replicas)
     g = g.reshape(R, 2, *EVENT)
@@ -154,6 +163,31 @@ def test_score_function_gradient_is_unbiased(pixelcnn, images):
     g_exact = g_exact[hidden]
     assert bool(((mean - g_exact).abs() < 4 * se).all()), (mean, g_exact, se)
     assert float(se.max()) < float(g_exact.abs().max()) / 16, (se, g_exact)
+
+
+def test_relaxed_draws_round_to_bernoulli_draws():
+    """A binary Concrete draw exceeds 1/2 exactly when the Bernoulli draw it relaxes is 1, at any temperature:
+    the share above 1/2 matches phi within 4 standard errors (20,000 draws), and draws lie in [0, 1]."""
+    logits = torch.tensor([-2.0, -0.3, 0.0, 1.5])
+    phi = torch.sigmoid(logits)
+    pyro.set_rng_seed(4)
+    for temperature in (0.1, 0.5, 2.0):
+        draws = relaxed_bernoulli(logits, 20000, temperature)
+        assert bool(((draws >= 0) & (draws <= 1)).all())  # (0, 1), saturating to 0 or 1 in float32 at low tau
+        share = (draws > 0.5).float().mean(0)
+        assert bool(((share - phi).abs() < 4 * (phi * (1 - phi) / 20000).sqrt()).all()), (temperature, share, phi)
+
+
+def test_concrete_gradient_reaches_only_the_hidden_logits(vae, images):
+    """The relaxed surrogate's gradient is nonzero at hidden pixels, zero at observed ones, and the frozen
+    model's parameters get none (fit_logits backpropagates into the logits alone)."""
+    x, hidden = images[:2], top_half(2)
+    logits = torch.zeros_like(x, requires_grad=True)
+    surrogate, value = concrete(vae, x, hidden, logits, draws=3, particles=2)
+    assert surrogate.shape == value.shape == (2,) and not value.requires_grad
+    surrogate.sum().backward(inputs=[logits])
+    assert bool((logits.grad[~hidden] == 0).all()) and bool((logits.grad[hidden] != 0).any())
+    assert all(p.grad is None for p in vae.parameters())
 
 
 def test_conditional_bound_matches_the_enumerated_bound(pixelcnn, images):
@@ -190,7 +224,12 @@ def test_bad_inputs_are_refused_naming_the_problem(vae, images):
         grey[0, 0, 2] = 0.5
         PixelsCompletion().complete(vae, grey, top_half(2), FAST)
     with pytest.raises(ValueError, match="at least 2 draws.*pixel_draws.*got 1"):
-        PixelsCompletion().complete(vae, images[:2], top_half(2), CompletionSettings(pixel_draws=1, progress=False))
+        PixelsCompletion().complete(vae, images[:2], top_half(2),
+                                    CompletionSettings(pixel_draws=1, pixel_estimator="score", progress=False))
+    with pytest.raises(ValueError, match="unknown estimator 'gumbel'.*concrete, score"):
+        PixelsCompletion().complete(vae, images[:2], top_half(2), replace(FAST, pixel_estimator="gumbel"))
+    with pytest.raises(ValueError, match="temperature > 0.*got 8 and 0"):
+        PixelsCompletion().complete(vae, images[:2], top_half(2), replace(FAST, pixel_temperature=0))
     with pytest.raises(ValueError, match=r"phi must lie in \[0, 1\]"):
         conditional_bound(vae, images[:2], top_half(2), 1.5)
 
