@@ -12,6 +12,7 @@ TRAIN_FLAGS = ["data", "valid_data", "test_data", "labelled", "binarize", "objec
                "local_tol", "epochs", "batch_size", "lr", "seed", "device", "log_every", "checkpoint_every",
                "keep_checkpoints", "grad_clip", "on_nan", "nan_retries", "nan_lr_factor", "tensorboard"]
 TRAIN_FLAGS += ["d_steps", "generator_loss"]  # --strategy adversarial (a GAN)
+TRAIN_FLAGS += ["compile", "plan_check_every"]  # ppl_models.plan
 TRAIN_FLAGS += ["lr_schedule", "lr_warmup", "lr_gamma", "kl_warmup", "early_stop"]  # ppl_models.train.schedules, .best
 # Flags that fill the model's config dataclass.
 MODEL_FLAGS = ["latent_dim", "hidden", "activation", "likelihood", "obs_scale"]
@@ -79,6 +80,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--nan-retries", type=int, default=None, help="--on-nan retry: rollbacks allowed (default 3)")
     p.add_argument("--nan-lr-factor", type=float, default=None,
                    help="--on-nan retry: learning-rate multiplier per retry (default 0.5)")
+    p.add_argument("--compile", nargs="?", const="full", default=None, choices=["off", "plan", "full"],
+                   help="run SVI steps through the execution plan (ppl_models.plan): 'full' (the default when "
+                        "given alone) compiles the whole step with torch.compile, 'plan' runs it eagerly; a model "
+                        "the plan does not support keeps the Pyro path, with a one-line reason")
+    p.add_argument("--plan-check-every", type=int, default=None,
+                   help="with --compile: re-verify the plan against the Pyro path every N steps (default 0: never)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest loadable checkpoint")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

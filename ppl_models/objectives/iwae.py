@@ -117,7 +117,11 @@ class IWAE(DifferentiableELBO):
     def log_weights(self, model, guide, *args, **kwargs) -> tuple[torch.Tensor, float]:
         """Differentiable log w of shape ``[K, N]`` (``[K, 1]`` if a latent site is global) and the
         data plate's scale; the guide's log q carries the estimator's stop-gradients."""
-        model_trace, guide_trace = self._get_trace(model, guide, args, kwargs)
+        return self.log_weights_from_traces(*self._get_trace(model, guide, args, kwargs))
+
+    def log_weights_from_traces(self, model_trace, guide_trace) -> tuple[torch.Tensor, float]:
+        """:meth:`log_weights` from a guide trace and the model trace replayed against it (also what the
+        compiled execution plan, ``ppl_models.plan``, calls)."""
         latent = [s for s in _sample_sites(guide_trace) if not s["is_observed"]]
         if torch.is_grad_enabled():
             discrete = [s["name"] for s in latent if not s["fn"].has_rsample]
@@ -169,6 +173,10 @@ class IWAE(DifferentiableELBO):
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """Negative IWAE bound, summed over the data points (times the plate's scale); differentiable."""
-        log_w, scale = self.log_weights(model, guide, *args, **kwargs)
+        return self.loss_from_traces(*self._get_trace(model, guide, args, kwargs))
+
+    def loss_from_traces(self, model_trace, guide_trace) -> torch.Tensor:
+        """The negative IWAE bound from the traces of one vectorized pass (:meth:`log_weights_from_traces`)."""
+        log_w, scale = self.log_weights_from_traces(model_trace, guide_trace)
         bound = log_w.logsumexp(0) - math.log(self.num_particles)
         return -scale * bound.sum()

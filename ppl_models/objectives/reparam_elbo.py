@@ -98,11 +98,16 @@ class ReparamELBO(DifferentiableELBO):
         if self._general is not None:
             return self._general.differentiable_loss(model, guide, *args, **kwargs)
         model_trace, guide_trace = self._get_trace(model, guide, args, kwargs)
-        guide_sites = _sample_sites(guide_trace)
         enumerated = _enumerated(model_trace, guide_trace)
-        if enumerated or not all(site["fn"].has_rsample for _, site in guide_sites):
+        if enumerated or not all(site["fn"].has_rsample for _, site in _sample_sites(guide_trace)):
             self._general = self._general_elbo(enumerated)
             return self._general.differentiable_loss(model, guide, *args, **kwargs)
+        return self.loss_from_traces(model_trace, guide_trace)
+
+    def loss_from_traces(self, model_trace, guide_trace) -> torch.Tensor:
+        """The negative ELBO from a guide trace and the model trace replayed against it (reparameterized
+        sites, nothing enumerated); also what the compiled execution plan (``ppl_models.plan``) calls."""
+        guide_sites = _sample_sites(guide_trace)
         elbo = 0.0
         for name, site in _sample_sites(model_trace):
             if self.analytic_kl and not site["is_observed"]:

@@ -44,6 +44,8 @@ class TrainConfig:
     nan_retries: int = 3  # on_nan=retry: rollbacks allowed before giving up
     nan_lr_factor: float = 0.5  # on_nan=retry: each retry multiplies the learning rate by this
     tensorboard: bool = False  # write per-epoch summaries to RUN/tensorboard (optional extra; no effect on training)
+    compile: str = "off"  # off | plan (the execution plan, eager) | full (the plan under torch.compile): ppl_models.plan
+    plan_check_every: int = 0  # with compile: re-verify the plan against the Pyro path every N steps (0: never)
 
     def __post_init__(self) -> None:
         for name in ("particles", "epochs", "batch_size", "log_every", "keep_checkpoints", "d_steps"):
@@ -69,6 +71,10 @@ class TrainConfig:
             raise ValueError(f"local_lr must be positive and finite, got {self.local_lr}")
         if not self.local_tol >= 0:
             raise ValueError(f"local_tol must be non-negative, got {self.local_tol}")
+        if self.compile not in ("off", "plan", "full"):
+            raise ValueError(f"compile must be off, plan or full, got {self.compile!r}")
+        if self.plan_check_every < 0:
+            raise ValueError(f"plan_check_every must be >= 0, got {self.plan_check_every}")
         if self.binarize not in ("none", "dynamic"):
             raise ValueError(f"binarize must be 'none' or 'dynamic', got {self.binarize!r}")
         if self.generator_loss not in ("non-saturating", "minimax"):

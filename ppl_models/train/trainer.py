@@ -17,16 +17,18 @@ import torch
 from tqdm.auto import tqdm
 
 from ppl_models.inference import build_strategy
+from ppl_models.inference.strategy import Strategy
 from ppl_models.models.protocol import NO_LIKELIHOOD, bind_labels, has_likelihood
 from ppl_models.objectives import build_objective
 from ppl_models.paths import inside
+from ppl_models.plan import ExecutionPlan
 from ppl_models.train.batches import split_batches, steps_per_epoch
 from ppl_models.train.best import BEST, BestTracker, monitored, validation_bounds
 from ppl_models.train.checkpoint import load_latest, save_best, save_checkpoint
 from ppl_models.train.metrics import IWAE_COLUMNS, MetricsLog
 from ppl_models.train.nonfinite import NonFinite, NonFiniteError, SiteCheck, StepHooks, all_finite, first_nonfinite
 from ppl_models.train.run import RunConfig, RunDir
-from ppl_models.train.schedules import kl_annealing, lr_factor, lr_scheduled
+from ppl_models.train.schedules import kl_annealing, kl_weight, lr_factor, lr_scheduled
 from ppl_models.train.setup import check_objective, prepare_data, resolve_device
 from ppl_models.train.signals import GracefulStop, TrainingStopped
 from ppl_models.train.tensorboard import TensorBoardLog
@@ -72,6 +74,8 @@ class Trainer:
         self.best = BestTracker()  # the best validation bound so far: best.pt and --early-stop
         self.careful_until = self.replayed_to = 0  # replay steps up to careful_until one by one
         self.stop = GracefulStop()
+        self.plan: ExecutionPlan | None = None  # --compile: built at the first step that can use it
+        self._plan_pending = tc.compile != "off"
         self._mark = time.perf_counter()  # when time was last added to elapsed and epoch_time
         self.bar = tqdm(total=self.n_steps * tc.epochs, disable=None if progress else True, unit="step",
                         smoothing=0.05)
@@ -181,8 +185,12 @@ class Trainer:
         self.hooks.careful, self.hooks.finding = careful, None
         if lr_scheduled(tc):
             self._apply_lr()
-        with SiteCheck() if careful else nullcontext() as sites, kl_annealing(tc, self.step, self.n_steps):
-            loss = self.strategy.step(self.objective, bind_labels(self.model, yb), self.optimizer, xb, idx)
+        loss = None
+        if (self.plan is not None or self._plan_pending) and not careful and kl_weight(tc, self.step, self.n_steps) >= 1:
+            loss = self._plan_step(xb, yb)  # careful replays and KL warm-up take the Pyro path (their handlers)
+        if loss is None:
+            with SiteCheck() if careful else nullcontext() as sites, kl_annealing(tc, self.step, self.n_steps):
+                loss = self.strategy.step(self.objective, bind_labels(self.model, yb), self.optimizer, xb, idx)
         self.hooks.careful = False
         self.step += 1
         self.batch += 1
@@ -204,6 +212,27 @@ class Trainer:
             path = self.save()
             if self.stop.requested:
                 raise TrainingStopped(self.stop.requested, self.step, path)
+
+    def _plan_step(self, xb: torch.Tensor, yb: torch.Tensor | None) -> torch.Tensor | None:
+        """One step through the execution plan (``--compile``), building it first; ``None``: take the Pyro path."""
+        if self.plan is None:
+            self._plan_pending = False
+            if type(self.strategy).step is not Strategy.step or not self.strategy.uses_objective:
+                reason = f"strategy {self.tc.strategy} runs its own steps"
+            elif yb is not None:
+                reason = "the model is bound to labels"
+            else:
+                self.plan, reason = ExecutionPlan.build(self.objective, self.model, self.optimizer, xb,
+                                                        self.tc.compile == "full", self.tc.plan_check_every)
+            if self.plan is None:
+                self._event(f"--compile {self.tc.compile}: the Pyro path, because {reason}")
+                return None
+            self._event(f"--compile {self.tc.compile}: the execution plan ({reason}), verified against the Pyro path")
+        loss, reason = self.plan.step(xb)
+        if loss is None:
+            self.plan = None
+            self._event(f"--compile {self.tc.compile}: back to the Pyro path: {reason}")
+        return loss
 
     def _diagnose(self, loss: float, site: str | None) -> None:
         """After a careful step: raise a diagnosed :class:`NonFinite` naming the first problem."""

@@ -1,0 +1,173 @@
+"""The compiled execution plan: an SVI step without Pyro's general machinery, checked against it.
+
+Built on the first batch (:meth:`ExecutionPlan.build`):
+
+1. **Trace** the model and guide once through Pyro's handlers, as the objective does, to learn the
+   sites: names, distributions, shapes, plates, which are observed and which reparameterized.
+   What the plan does not implement is refused with a one-line reason, and the run keeps the Pyro
+   path: an objective without a plan, enumerated sites, non-reparameterized guide sites, subsample
+   scales or masks, other effect handlers in use.
+2. **Run** the same model and guide under :class:`~ppl_models.plan.handler.MinimalHandler` from the
+   same random state, and require the same sites, values, loss and gradients, bit for bit; a
+   difference is a reason too.
+3. **Step** with the handler's traces fed to the objective's own ``loss_from_traces`` (the ELBO,
+   the analytic-KL ELBO, IWAE with every gradient estimator: the same code as the Pyro path), then
+   backward and the optimizer step; with ``compiled``, the loss (and with it its backward graph) runs
+   under ``torch.compile`` as one graph.
+
+The model's Python code runs every step, so its control flow is respected; a changed batch shape
+makes Dynamo recompile (its guards), never a wrong answer. With ``check_every = N`` the plan
+re-verifies itself against the Pyro path every N steps (bit-identical eager, ``COMPILED_RTOL``
+compiled) and falls back to Pyro, naming the difference, if it ever disagrees.
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro.poutine.runtime import _PYRO_STACK
+
+from ppl_models.objectives.iwae import IWAE
+from ppl_models.objectives.reparam_elbo import ReparamELBO, _enumerated, _sample_sites
+from ppl_models.plan.handler import Frame, MinimalHandler, UnsupportedSite, installed
+
+MODES = ("off", "plan", "full")  # off: Pyro path; plan: the plan, eager; full: the plan under torch.compile
+COMPILED_RTOL = 1e-4  # relative tolerance of a compiled step's loss and gradients against the Pyro path
+
+
+class ExecutionPlan:
+    """A model and guide's SVI step through the minimal handler; see the module docstring.
+
+    Args:
+        objective: the run's objective (``ReparamELBO`` or ``IWAE``).
+        module: the model, an ``nn.Module`` with Pyro ``model`` and ``guide`` methods.
+        optimizer: the optimizer the step runs.
+        compiled: put the whole step under ``torch.compile``.
+        check_every: re-verify against the Pyro path every this many steps (0: never).
+    """
+
+    def __init__(self, objective, module: torch.nn.Module, optimizer: torch.optim.Optimizer, compiled: bool = False,
+                 check_every: int = 0):
+        self.objective, self.module, self.optimizer = objective, module, optimizer
+        self.compiled, self.check_every = compiled, check_every
+        self.steps = 0
+        # The loss is compiled (one graph; AOTAutograd compiles its backward with it). zero_grad, backward() and the
+        # fused Adam step stay outside: Dynamo breaks the graph at each of them (it does not trace the fused optimizer).
+        self._loss = torch.compile(self.loss) if compiled else self.loss
+
+    # -- building ---------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, objective, module: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+              compiled: bool = False, check_every: int = 0) -> tuple["ExecutionPlan | None", str]:
+        """The plan for this model, guide and objective on batch ``x``, or ``None`` and the reason it
+        cannot have one; the random state is left as it was (so the first real step is unchanged)."""
+        reason = unsupported(objective, module, x)
+        if reason is not None:
+            return None, reason
+        if compiled:  # what Dynamo gets wrong (e.g. DReG's gradient hooks) shows here; then the eager plan
+            plan = cls(objective, module, optimizer, True, check_every)
+            why_not = plan.verify(x, exact=False)
+            if why_not is None:
+                return plan, "torch.compile"
+        plan = cls(objective, module, optimizer, False, check_every)
+        reason = plan.verify(x, exact=True)
+        if reason is not None:
+            return None, reason
+        return plan, "eager" if not compiled else f"eager; torch.compile was refused: {why_not}"
+
+    def verify(self, x: torch.Tensor, exact: bool) -> str | None:
+        """Compare the plan's loss and gradients with the Pyro path's from the same random state; the
+        state is restored afterwards. Returns what differs, or ``None``."""
+        state = torch.get_rng_state()
+        try:
+            pyro_loss, pyro_grads = self._loss_and_grads(lambda: self.objective.differentiable_loss(
+                self.module.model, self.module.guide, x))
+            torch.set_rng_state(state)
+            plan_loss, plan_grads = self._loss_and_grads(lambda: self._loss(x))
+        except UnsupportedSite as e:
+            return str(e)
+        finally:
+            torch.set_rng_state(state)
+        rtol = 0.0 if exact else COMPILED_RTOL
+        if not _close(plan_loss, pyro_loss, rtol):
+            return f"the plan's loss {plan_loss.item()!r} differs from the Pyro path's {pyro_loss.item()!r}"
+        for name, a, b in zip(self._names(), plan_grads, pyro_grads):
+            if (a is None) != (b is None) or (a is not None and not _close(a, b, rtol)):
+                return f"the plan's gradient of {name} differs from the Pyro path's"
+        return None
+
+    def _names(self) -> list[str]:
+        return [n for n, p in self.module.named_parameters() if p.requires_grad]
+
+    def _loss_and_grads(self, loss_fn) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        loss = loss_fn()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return loss.detach(), list(grads)
+
+    # -- stepping ---------------------------------------------------------------------------------
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The objective's loss on batch ``x``, from the minimal handler's traces of guide and model."""
+        handler = MinimalHandler()
+        k = self.objective.num_particles
+        vectorized = isinstance(self.objective, IWAE) or k > 1
+        with installed(handler):
+            if vectorized:  # the particle plate left of the model's plates, as the objective's _get_trace
+                handler.frames.append(Frame("particles", -(self.objective.model_plate_nesting + 1), k))
+            guide_trace = handler.run(self.module.guide, x)
+            model_trace = handler.run(self.module.model, x, replay=guide_trace)
+        return self.objective.loss_from_traces(model_trace, guide_trace)
+
+    def _step(self, x: torch.Tensor) -> torch.Tensor:
+        loss = self._loss(x)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def step(self, x: torch.Tensor) -> tuple[torch.Tensor | None, str | None]:
+        """One SVI step on ``x``: ``(loss, None)``, or ``(None, reason)`` when a periodic check found the
+        plan disagreeing with the Pyro path (nothing was stepped; the caller takes the Pyro path)."""
+        self.steps += 1
+        if self.check_every and self.steps % self.check_every == 0:
+            reason = self.verify(x, exact=not self.compiled)
+            if reason is not None:
+                return None, f"check at plan step {self.steps}: {reason}"
+        return self._step(x), None
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, rtol: float) -> bool:
+    if rtol == 0.0:
+        return bool(torch.equal(a, b))
+    return bool(torch.allclose(a, b, rtol=rtol, atol=rtol * float(b.abs().max().clamp_min(1.0))))
+
+
+def unsupported(objective, module: torch.nn.Module, x: torch.Tensor) -> str | None:
+    """Why the plan cannot run this step (one line), from Pyro's own traces of it; ``None`` if it can."""
+    if not isinstance(objective, (ReparamELBO, IWAE)):
+        return f"objective {type(objective).__name__} has no plan"
+    if isinstance(objective, ReparamELBO) and objective._general is not None:
+        return "the objective already handed this model to Pyro's general ELBO"
+    if _PYRO_STACK:
+        return f"effect handler(s) in use: {', '.join(type(m).__name__ for m in _PYRO_STACK)}"
+    state = torch.get_rng_state()
+    try:
+        model_trace, guide_trace = objective._get_trace(module.model, module.guide, (x,), {})
+    finally:
+        torch.set_rng_state(state)
+    if _enumerated(model_trace, guide_trace) or any("_enumerate_dim" in s["infer"] for _, s in _sample_sites(model_trace)):
+        return "the model has enumerated sites"
+    for trace, who in ((guide_trace, "guide"), (model_trace, "model")):
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample":
+                continue
+            if type(site["fn"]).__name__ == "_Subsample":  # every plate records one; a full plate is fine
+                if site["fn"].subsample_size is not None and site["fn"].subsample_size != site["fn"].size:
+                    return f"{who} plate {name!r} subsamples"
+                continue
+            if who == "guide" and not site["is_observed"] and not site["fn"].has_rsample:
+                return f"guide site {name!r} is not reparameterized"
+            if not (isinstance(site["scale"], float) and site["scale"] == 1.0):
+                return f"{who} site {name!r} has a scale ({site['scale']})"
+            if site["mask"] is not None:
+                return f"{who} site {name!r} has a mask"
+    return None

@@ -1,0 +1,193 @@
+"""The execution plan (``ppl_models.plan``): exact against the Pyro path for every registered model it
+supports, a one-line reason for every one it does not, and the same training run bit for bit."""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+from torch import nn
+
+import ppl_models.api as api
+from ppl_models.inference.strategy import fused_adam, svi_step
+from ppl_models.objectives import build_objective
+from ppl_models.plan import ExecutionPlan, unsupported
+from ppl_models.registry import available_models, build_model, model_config
+
+EVENT = (8, 8)
+OBJECTIVES = [("elbo", 1, "standard"), ("elbo-analytic", 1, "standard"), ("elbo", 3, "standard"),
+              ("iwae", 5, "standard"), ("iwae", 5, "stl"), ("iwae", 5, "dreg")]
+# Registered models and why the plan refuses them (None: it runs them); labelled and adversarial models are
+# refused by the trainer before the plan is built (see test_the_trainer_names_why_it_keeps_the_pyro_path).
+EXPECTED = {"vae": None, "conv_vae": None, "two_layer_vae": None, "autoencoder": None, "pixelcnn": None,
+            "pixelrnn": None, "beta_vae": "guide site 'z' has a scale (4.0)", "gmm": "the model has enumerated sites",
+            "m2": "the model has enumerated sites"}
+NOT_SVI = {"gan", "cvae"}  # adversarial training; cvae's default condition reads labels
+
+
+def test_every_registered_model_is_classified():
+    assert set(available_models()) == set(EXPECTED) | NOT_SVI
+
+
+def batch(n: int = 16) -> torch.Tensor:
+    return torch.bernoulli(torch.rand(n, *EVENT, generator=torch.Generator().manual_seed(1)))
+
+
+def fresh(name: str, objective: tuple) -> tuple[nn.Module, object, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    module = build_model(name, model_config(name), EVENT)
+    return module, build_objective(*objective), fused_adam(module, 1e-2)
+
+
+def applicable(name: str, objective: tuple) -> bool:
+    """The objective takes this model at all (STL and DReG need sampled, independent guide sites)."""
+    return objective[2] == "standard" or name in ("vae", "conv_vae", "autoencoder")
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES, ids=lambda o: "-".join(map(str, o)))
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_plan_steps_equal_the_pyro_path_bit_for_bit(name, objective):
+    """Three SVI steps through the eager plan end with exactly the parameters of three Pyro-path steps
+    from the same seed; a model the plan does not support gets its reason."""
+    if not applicable(name, objective):
+        pytest.skip("the objective itself refuses this model")
+    x = batch()
+    with pyro.validation_enabled(False):
+        module, obj, opt = fresh(name, objective)
+        plan, reason = ExecutionPlan.build(obj, module, opt, x)
+        if EXPECTED[name] is not None:
+            assert plan is None and reason == EXPECTED[name]
+            return
+        assert plan is not None, reason
+        torch.manual_seed(5)
+        plan_losses = [plan.step(x)[0] for _ in range(3)]
+        planned = {k: v.clone() for k, v in module.state_dict().items()}
+        module, obj, opt = fresh(name, objective)
+        torch.manual_seed(5)
+        pyro_losses = [svi_step(obj, module, opt, x) for _ in range(3)]
+    assert [float(a) for a in plan_losses] == [float(b) for b in pyro_losses]
+    assert all(torch.equal(planned[k], v) for k, v in module.state_dict().items())
+
+
+def test_the_compiled_plan_matches_the_pyro_path_within_its_tolerance():
+    """Under torch.compile the loss and gradients agree within COMPILED_RTOL (verify() at build). DReG's
+    gradient hooks do not survive compilation: verify() catches the wrong gradient and the plan runs eagerly."""
+    with pyro.validation_enabled(False):
+        module, obj, opt = fresh("vae", ("iwae", 5, "standard"))
+        plan, reason = ExecutionPlan.build(obj, module, opt, batch(), compiled=True, check_every=2)
+        assert plan is not None and reason == "torch.compile" and plan.compiled
+        for _ in range(2):  # the second step re-verifies within the tolerance
+            loss, why = plan.step(batch())
+            assert why is None and torch.isfinite(loss)
+        module, obj, opt = fresh("vae", ("iwae", 5, "dreg"))
+        plan, reason = ExecutionPlan.build(obj, module, opt, batch(), compiled=True)
+    assert plan is not None and not plan.compiled
+    assert reason.startswith("eager; torch.compile was refused: the plan's gradient of"), reason
+
+
+class SmallModel(nn.Module):
+    """A user model: one latent, Bernoulli pixels; ``variant`` switches on a feature the plan refuses or handles."""
+
+    observed_sites = ("x",)
+
+    def __init__(self, variant: str = ""):
+        super().__init__()
+        self.variant = variant
+        self.dec = nn.Linear(2, 64)
+        self.enc = nn.Linear(64, 4)
+
+    def model(self, x=None, batch_size=None):
+        n = x.shape[0]
+        size = n // 2 if self.variant == "subsample" else None
+        with pyro.plate("data", n, subsample_size=size):
+            z = pyro.sample("z", dist.Normal(torch.zeros(n if size is None else size, 2), 1.0).to_event(1))
+            logits = self.dec(z).reshape(-1, *EVENT)
+            if self.variant == "factor":
+                pyro.factor("penalty", -(z ** 2).sum(-1))  # reached through pyro.primitives.sample
+            obs = x if size is None else x[:size]
+            mask = torch.ones(obs.shape[0], dtype=torch.bool) if self.variant == "mask" else None
+            pyro.sample("x", dist.Bernoulli(logits=logits).to_event(2), obs=obs, obs_mask=mask)
+
+    def guide(self, x=None, batch_size=None):
+        n = x.shape[0]
+        size = n // 2 if self.variant == "subsample" else None
+        with pyro.plate("data", n, subsample_size=size):
+            out = self.enc(x.reshape(n, -1))[: n if size is None else size]
+            if self.variant == "discrete":
+                pyro.sample("z", dist.Bernoulli(logits=out[:, :2]).to_event(1))
+            else:
+                pyro.sample("z", dist.Normal(out[:, :2], out[:, 2:].exp()).to_event(1))
+
+
+@pytest.mark.parametrize("variant, reason", [
+    ("subsample", "plate 'data' subsamples"),
+    ("mask", "model site 'x_observed' has a mask"),  # Pyro splits an obs_mask site into x_observed + x_unobserved
+    ("discrete", "guide site 'z' is not reparameterized"),
+])
+def test_what_the_plan_does_not_support_is_named(variant, reason):
+    module = SmallModel(variant)
+    with pyro.validation_enabled(False):
+        found = unsupported(build_objective("elbo"), module, batch())
+    assert found is not None and reason in found, found
+
+
+def test_another_effect_handler_in_use_is_named():
+    module = SmallModel()
+    with pyro.validation_enabled(False), poutine.scale(scale=2.0):
+        found = unsupported(build_objective("elbo"), module, batch())
+    assert found == "effect handler(s) in use: ScaleMessenger"
+
+
+def test_pyro_factor_in_a_user_model_is_planned_exactly():
+    """pyro.factor calls pyro.primitives.sample, which the handler also replaces: the factor's term is in
+    the plan's loss, and the plan verifies bit-identical (else build would return the difference)."""
+    torch.manual_seed(0)
+    module = SmallModel("factor")
+    with pyro.validation_enabled(False):
+        plan, reason = ExecutionPlan.build(build_objective("elbo"), module, fused_adam(module, 1e-2), batch())
+        assert plan is not None, reason
+        torch.manual_seed(3)
+        with_factor = plan.loss(batch())
+        module.variant = ""
+        torch.manual_seed(3)
+        without = plan.loss(batch())
+    assert not torch.equal(with_factor, without)
+
+
+def test_a_periodic_check_that_fails_hands_back_to_pyro():
+    """With check_every=2, the second step re-verifies; a plan whose loss drifted returns the reason and
+    steps nothing (the trainer then takes the Pyro path)."""
+    torch.manual_seed(0)
+    module = SmallModel()
+    obj = build_objective("elbo")
+    with pyro.validation_enabled(False):
+        plan, _ = ExecutionPlan.build(obj, module, fused_adam(module, 1e-2), batch(), check_every=2)
+        assert plan.step(batch())[1] is None
+        real = plan._loss
+        plan._loss = lambda x: real(x) + 1e-3  # the plan's loss drifts; the Pyro path's does not
+        before = {k: v.clone() for k, v in module.state_dict().items()}
+        loss, reason = plan.step(batch())
+    assert loss is None and reason.startswith("check at plan step 2: the plan's loss")
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def test_a_compile_run_repeats_the_pyro_run_exactly(tmp_path):
+    """ppl train with --compile plan ends with the parameters of the same run without it, and says so."""
+    common = dict(data="digits", epochs=2, seed=0, latent_dim=4, progress=False)
+    plain = api.train("vae", out=tmp_path / "plain", **common)
+    planned = api.train("vae", out=tmp_path / "plan", compile="plan", **common)
+    a, b = plain.model.state_dict(), planned.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    events = (tmp_path / "plan" / "events.log").read_text()
+    assert "--compile plan: the execution plan (eager), verified against the Pyro path" in events
+
+
+def test_the_trainer_names_why_it_keeps_the_pyro_path(tmp_path):
+    api.train("beta_vae", data="digits", epochs=1, seed=0, latent_dim=2, compile="full", progress=False,
+              out=tmp_path / "beta")
+    api.train("vae", data="digits", epochs=1, seed=0, latent_dim=2, compile="plan", strategy="semi-amortized",
+              local_steps=2, progress=False, out=tmp_path / "semi")
+    assert "--compile full: the Pyro path, because guide site 'z' has a scale" in (tmp_path / "beta" / "events.log").read_text()
+    assert "the Pyro path, because strategy semi-amortized runs its own steps" in (tmp_path / "semi" / "events.log").read_text()
