@@ -14,7 +14,7 @@ import ppl_models.api as api
 from ppl_models.inference.strategy import fused_adam, svi_step
 from ppl_models.objectives import build_objective
 from ppl_models.plan import ExecutionPlan, unsupported
-from ppl_models.registry import available_models, build_model, model_config
+from ppl_models.registry import available_models, build_model, get_model, model_config
 
 EVENT = (8, 8)
 OBJECTIVES = [("elbo", 1, "standard"), ("elbo-analytic", 1, "standard"), ("elbo", 3, "standard"),
@@ -27,8 +27,10 @@ EXPECTED = {"vae": None, "conv_vae": None, "two_layer_vae": None, "autoencoder":
 NOT_SVI = {"gan", "cvae"}  # adversarial training; cvae's default condition reads labels
 
 
-def test_every_registered_model_is_classified():
-    assert set(available_models()) == set(EXPECTED) | NOT_SVI
+def test_every_built_in_model_is_classified():
+    """(User model files that other tests register come from elsewhere: their source is a path.)"""
+    built_in = {name for name in available_models() if get_model(name).source.startswith("ppl_models.")}
+    assert built_in == set(EXPECTED) | NOT_SVI
 
 
 def batch(n: int = 16) -> torch.Tensor:
