@@ -82,7 +82,7 @@ def add_parser(subparsers) -> None:
                    help="--on-nan retry: learning-rate multiplier per retry (default 0.5)")
     p.add_argument("--compile", nargs="?", const="full", default=None, choices=["off", "plan", "full"],
                    help="run SVI steps through the execution plan (ppl_models.plan): 'full' (the default when "
-                        "given alone) compiles the whole step with torch.compile, 'plan' runs it eagerly; a model "
+                        "given alone) runs the plan's loss under torch.compile, 'plan' runs it eagerly; a model "
                         "the plan does not support keeps the Pyro path, with a one-line reason")
     p.add_argument("--plan-check-every", type=int, default=None,
                    help="with --compile: re-verify the plan against the Pyro path every N steps (default 0: never)")
