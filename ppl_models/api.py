@@ -227,6 +227,7 @@ def train(model: str | type | None = None, data: str | None = None, out: str | P
     """
     from ppl_models.evaluate.samples import save_sample_grids
     from ppl_models.train.configure import configure_run
+    from ppl_models.train.distributed import is_writer
     from ppl_models.train.loop import fit
 
     if config is not None:
@@ -246,7 +247,8 @@ def train(model: str | type | None = None, data: str | None = None, out: str | P
     config, dataset = configure_run(_model_name(model), run_dir, train_fields, model_fields, data_dir, resume, guide)
     fit(run_dir, config, dataset, resume=resume, progress=progress, verbose=verbose)
     run = Run(run_dir.path, config.train.device)  # the best epoch's model (best.pt), which eval uses too
-    run.sample_files = tuple(save_sample_grids(run.model, run_dir.path / "samples", n=64, data=dataset.test))
+    if is_writer():  # under torchrun, rank 0 writes the sample grids
+        run.sample_files = tuple(save_sample_grids(run.model, run_dir.path / "samples", n=64, data=dataset.test))
     return run
 
 

@@ -111,4 +111,5 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError(f"--set {clash[0]}=... names a training setting; use its own flag")
     run = train(args.model, out=args.out, config=args.config, resume=args.resume, guide=guide_fields(args), data_dir=args.data_dir,
                 progress=not args.no_progress, verbose=True, **train_fields, **model_fields)
-    print(f"run saved in {run.path}; samples: {', '.join(str(p) for p in run.sample_files)}")
+    if run.sample_files:  # under torchrun, only rank 0 saved them and reports
+        print(f"run saved in {run.path}; samples: {', '.join(str(p) for p in run.sample_files)}")

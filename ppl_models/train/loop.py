@@ -17,6 +17,8 @@ Faults (see ``nonfinite.py``, ``signals.py`` and ``checkpoint.py``):
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
 from ppl_models.paths import inside
@@ -24,6 +26,7 @@ from ppl_models.train.checkpoint import list_checkpoints, load_latest, remove_st
 from ppl_models.train.curves import save_curves
 from ppl_models.train.lock import run_lock
 from ppl_models.train.best import reconcile_best
+from ppl_models.train.distributed import join
 from ppl_models.train.run import RunConfig, RunDir
 from ppl_models.train.trainer import AfterStep, Trainer
 
@@ -54,31 +57,44 @@ def fit(run: RunDir, config: RunConfig, dataset, resume: bool = False, progress:
         TrainingStopped: SIGINT or SIGTERM arrived; a checkpoint was written first.
         OSError: a checkpoint could not be written (the previous one is intact).
         RunLocked: another process is training into ``run`` (see :mod:`ppl_models.train.lock`).
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this; they join one process group and
+    train with DistributedDataParallel, and only rank 0 writes (:mod:`ppl_models.train.distributed`).
     """
+    world, device = join(config.train.device)
     if list_checkpoints(run.checkpoints) and not resume:
         raise FileExistsError(f"{run.path} already holds checkpoints; pass --resume to continue it or choose another --out")
-    trainer = Trainer(run, config, dataset, progress, after_step, verbose)  # checks every input; writes nothing
-    with run_lock(run.path):  # a second writer is refused here, naming the first one's process
-        return _train(run, config, trainer, resume)
+    # checks every input and writes nothing
+    trainer = Trainer(run, config, dataset, progress, after_step, verbose, world=world, device=device)
+    world.barrier()  # every rank has looked at the run directory before rank 0 writes into it
+    with run_lock(run.path) if world.writer else nullcontext():  # a second writer is refused, naming the first
+        model = _train(run, config, trainer, resume)
+    world.barrier()  # rank 0 has written the last checkpoint and best.pt before any rank reads them
+    return model
 
 
 def _train(run: RunDir, config: RunConfig, trainer: Trainer, resume: bool) -> torch.nn.Module:
-    remove_stale_temporaries(run.checkpoints)
+    writer = trainer.world.writer
+    if writer:
+        remove_stale_temporaries(run.checkpoints)
     loaded = load_latest(run.checkpoints) if resume else None
-    run.save_config(config)
+    if writer:
+        run.save_config(config)
     with trainer.stop:  # from here on, SIGINT/SIGTERM stop after a step with a checkpoint
         if loaded is not None:
             path, state = loaded
             trainer.load_state_dict(state)
             trainer.say(f"resuming {run.path} at step {trainer.step} (epoch {trainer.epochs_done + 1}, "
                               f"batch {trainer.batch}) from {path.name}")
-            reconcile_best(run.checkpoints, state, trainer._event)  # a crash between step-N.pt and best.pt
+            if writer:
+                reconcile_best(run.checkpoints, state, trainer._event)  # a crash between step-N.pt and best.pt
             metrics = trainer.open_metrics(trainer.epochs_done)
         else:
             metrics = trainer.open_metrics()
             trainer.save()  # step 0: a run killed before its first interval resumes, and rollbacks have a target
         model = trainer.train(metrics)
-    _save_curves(run, trainer)
+    if writer:
+        _save_curves(run, trainer)
     return model
 
 

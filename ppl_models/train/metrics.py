@@ -42,3 +42,10 @@ class MetricsLog:
         """All rows of a metrics file."""
         with open(path, newline="") as f:
             return list(csv.DictReader(f))
+
+
+class NoMetrics:
+    """What a rank other than 0 of a distributed run gets instead of :class:`MetricsLog`: it writes nothing."""
+
+    def append(self, **row: Any) -> None:
+        """Drop the row (rank 0 writes metrics.csv)."""

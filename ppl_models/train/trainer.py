@@ -7,6 +7,7 @@ entry point.
 from __future__ import annotations
 
 import math
+import signal
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -24,8 +25,10 @@ from ppl_models.paths import inside
 from ppl_models.plan import ExecutionPlan
 from ppl_models.train.batches import split_batches, steps_per_epoch
 from ppl_models.train.best import BEST, BestTracker, monitored, validation_bounds
-from ppl_models.train.checkpoint import load_latest, save_best, save_checkpoint
-from ppl_models.train.metrics import IWAE_COLUMNS, MetricsLog
+from ppl_models.train.checkpoint import checkpoint_path, load_latest, save_best, save_checkpoint
+from ppl_models.train.distributed import (DistributedStep, World, rank_rng_state, rank_seed, refuse_undistributable,
+                                          restore_rank_rng)
+from ppl_models.train.metrics import IWAE_COLUMNS, MetricsLog, NoMetrics
 from ppl_models.train.nonfinite import NonFinite, NonFiniteError, SiteCheck, StepHooks, all_finite, first_nonfinite
 from ppl_models.train.run import RunConfig, RunDir
 from ppl_models.train.schedules import kl_annealing, kl_weight, lr_factor, lr_scheduled
@@ -44,20 +47,26 @@ class Trainer:
     """
 
     def __init__(self, run: RunDir, config: RunConfig, dataset, progress: bool, after_step: AfterStep | None,
-                 verbose: bool = True):
+                 verbose: bool = True, world: World = World(), device: str | None = None):
         tc = self.tc = config.train
-        self.run, self.after_step, self.verbose = run, after_step, verbose
-        self.device = resolve_device(tc.device)
+        self.run, self.after_step, self.world = run, after_step, world
+        self.verbose = verbose and world.writer  # only rank 0 prints, logs and writes
+        self.device = resolve_device(device or tc.device)
         pyro.set_rng_seed(tc.seed)
         self.model = config.build().to(self.device)
         self.data = prepare_data(self.model, dataset, tc, self.device)
         self.strategy = build_strategy(self.model, tc, self.data.train_x)
+        self.ddp = None  # torchrun: the DistributedDataParallel step (ppl_models.train.distributed)
+        if world.size > 1:
+            refuse_undistributable(self.strategy, tc, self.model, self.data.train_y is not None, world)
+            self.ddp = DistributedStep(self.model, world)
+            pyro.set_rng_seed(rank_seed(tc.seed, world.rank))  # each rank its own stream; rank 0 keeps the seed's
         if tc.early_stop is not None and not has_likelihood(self.model):
             raise ValueError(f"--early-stop watches the validation bound, but {type(self.model).__name__} has "
                              f"{NO_LIKELIHOOD}, so there is none to watch")
         self.optimizer = self.strategy.optimizer(self.model, tc.lr)
         self.tensorboard = TensorBoardLog(inside(run.path, "tensorboard"), self.optimizer, self.model.parameters(),
-                                          dataset.valid) if tc.tensorboard else None  # hooked before StepHooks clips
+                                          dataset.valid) if tc.tensorboard and world.writer else None  # hooked before StepHooks clips
         self.hooks = StepHooks(self.model, self.optimizer, tc.grad_clip)
         self.objective = build_objective(tc.objective, tc.particles, tc.grad_estimator)
         if self.strategy.uses_objective:  # an objective the model cannot take fails here, not mid-run
@@ -77,7 +86,8 @@ class Trainer:
         self.plan: ExecutionPlan | None = None  # --compile: built at the first step that can use it
         self._plan_pending = tc.compile != "off"
         self._mark = time.perf_counter()  # when time was last added to elapsed and epoch_time
-        self.bar = tqdm(total=self.n_steps * tc.epochs, disable=None if progress else True, unit="step",
+        self.stop_agreed: int | None = None  # a stop signal every rank has seen (set by _check)
+        self.bar = tqdm(total=self.n_steps * tc.epochs, disable=None if progress and world.writer else True, unit="step",
                         smoothing=0.05)
 
     # -- state ------------------------------------------------------------------------------------
@@ -86,10 +96,12 @@ class Trainer:
         rng = {"torch": torch.get_rng_state(), "data": self.epoch_rng}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rng,
+        if self.world.size > 1:  # every rank's stream, so a resume at the same world size repeats exactly
+            rng["ranks"] = self.world.gather(rank_rng_state(self.device))
+        return {"world_size": self.world.size, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rng,
                 "strategy": self.strategy.state_dict(), "epoch": self.epochs_done, "batch": self.batch,
                 "step": self.step, "elapsed_s": self.elapsed, "epoch_time_s": self.epoch_time,
-                "epoch_loss": self.epoch_loss.detach().cpu(), "lr_scale": self.lr_scale,
+                "epoch_loss": self.world.sum(self.epoch_loss.detach()).cpu(), "lr_scale": self.lr_scale,
                 "nan_retries": self.retries, "base_lr": self.tc.lr, "best": self.best.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -99,11 +111,16 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        changed = restore_rank_rng(self.world, state["rng"].get("ranks"), self.tc.seed, state["step"], self.device)
+        if changed:
+            self._event(changed)
         self.epoch_rng = state["rng"]["data"]
         self.strategy.load_state_dict(state.get("strategy", {}))
         self.epochs_done, self.batch, self.step = state["epoch"], state.get("batch", 0), state["step"]
         self.elapsed, self.epoch_time = state["elapsed_s"], state.get("epoch_time_s", 0.0)
-        self.epoch_loss = state.get("epoch_loss", torch.zeros(())).to(self.device).clone()
+        self.epoch_loss = state.get("epoch_loss", torch.zeros(())).to(self.device).clone()  # the sum over ranks:
+        if not self.world.writer:  # rank 0 carries it, the others restart from zero
+            self.epoch_loss.zero_()
         self.lr_scale, self.retries = state.get("lr_scale", 1.0), state.get("nan_retries", 0)
         self.best.load_state_dict(state.get("best"), self.epochs_done)
         if state.get("base_lr", self.tc.lr) != self.tc.lr:  # --lr changed on resume: use it as given
@@ -116,10 +133,19 @@ class Trainer:
         self.bar.n = self.step
         self.bar.refresh()
 
-    def save(self) -> Path:
-        """Write a checkpoint of the current state (atomically; older ones beyond ``keep`` are deleted)."""
+    def save(self, best: bool = False) -> Path:
+        """Write a checkpoint of the current state (atomically; older ones beyond ``keep`` are deleted).
+        With ``best``, the same state is also written as ``best.pt``, right after its ``step-N.pt`` (a crash in
+        between is repaired on resume: :func:`~ppl_models.train.best.reconcile_best`). Under torchrun every
+        rank calls it (the state gathers their random streams); rank 0 writes."""
         self._clock()
-        return save_checkpoint(self.run.checkpoints, self.step, self.state_dict(), keep=self.tc.keep_checkpoints)
+        state = self.state_dict()
+        if not self.world.writer:
+            return checkpoint_path(self.run.checkpoints, self.step)
+        path = save_checkpoint(self.run.checkpoints, self.step, state, keep=self.tc.keep_checkpoints)
+        if best:
+            save_best(self.run.checkpoints, state)
+        return path
 
     def rollback(self) -> Path:
         """Go back to the newest loadable checkpoint, keeping the retry count and learning-rate scale."""
@@ -136,6 +162,8 @@ class Trainer:
 
     def open_metrics(self, resume_epoch: int | None = None) -> MetricsLog:
         """metrics.csv (kept up to ``resume_epoch`` when resuming), with a valid_iwae column for iwae runs."""
+        if not self.world.writer:
+            return NoMetrics()
         return MetricsLog(self.run.metrics_path, resume_epoch, IWAE_COLUMNS if self.tc.objective == "iwae" else None)
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -164,7 +192,7 @@ class Trainer:
             else:
                 batches = [(idx.to(self.device), lab) for idx, lab in split_batches(perm, tc.batch_size, data.known)]
             for idx, labelled in batches[self.batch:]:
-                self._step(idx, labelled)
+                self._step(self.world.shard(idx), labelled)
             self._end_epoch()
         if self.epochs_done < tc.epochs:  # --early-stop ended it
             self._event(self.best.describe_stop(tc.early_stop, monitored(tc), self.epochs_done,
@@ -190,7 +218,10 @@ class Trainer:
             loss = self._plan_step(xb, yb)  # careful replays and KL warm-up take the Pyro path (their handlers)
         if loss is None:
             with SiteCheck() if careful else nullcontext() as sites, kl_annealing(tc, self.step, self.n_steps):
-                loss = self.strategy.step(self.objective, bind_labels(self.model, yb), self.optimizer, xb, idx)
+                if self.ddp is not None:
+                    loss = self.ddp(self.objective, self.optimizer, xb)
+                else:
+                    loss = self.strategy.step(self.objective, bind_labels(self.model, yb), self.optimizer, xb, idx)
         self.hooks.careful = False
         self.step += 1
         self.batch += 1
@@ -206,12 +237,13 @@ class Trainer:
             self.careful_until, self.replayed_to = 0, self.step
         end_of_epoch = self.batch == self.n_steps
         due = tc.checkpoint_every is not None and self.step % tc.checkpoint_every == 0
-        if self.step % tc.log_every == 0 or end_of_epoch or due or self.stop.requested:
+        # One process checks at every step a signal came; ranks agree on it at their next interval check.
+        if self.step % tc.log_every == 0 or end_of_epoch or due or (self.stop.requested and self.world.size == 1):
             self._check()
-        if (due or self.stop.requested) and not end_of_epoch:
+        if (due or self.stop_agreed) and not end_of_epoch:
             path = self.save()
-            if self.stop.requested:
-                raise TrainingStopped(self.stop.requested, self.step, path)
+            if self.stop_agreed:
+                raise TrainingStopped(self.stop_agreed, self.step, path)
 
     def _plan_step(self, xb: torch.Tensor, yb: torch.Tensor | None) -> torch.Tensor | None:
         """One step through the execution plan (``--compile``), building it first; ``None``: take the Pyro path."""
@@ -219,6 +251,9 @@ class Trainer:
             self._plan_pending = False
             if type(self.strategy).step is not Strategy.step or not self.strategy.uses_objective:
                 reason = f"strategy {self.tc.strategy} runs its own steps"
+            elif self.ddp is not None:
+                reason = (f"torchrun started {self.world.size} processes, and the plan does not run through "
+                          "DistributedDataParallel yet")
             elif yb is not None:
                 reason = "the model is bound to labels"
             else:
@@ -235,24 +270,31 @@ class Trainer:
         return loss
 
     def _diagnose(self, loss: float, site: str | None) -> None:
-        """After a careful step: raise a diagnosed :class:`NonFinite` naming the first problem."""
+        """After a careful step: raise a diagnosed :class:`NonFinite` naming the first problem (the first
+        rank's that found one, on every rank, so that all of them roll back together)."""
+        what = None
         if site is not None:
             what = f"{site} (the loss is {loss})"
         elif not math.isfinite(loss):
             what = f"the loss is {loss}, though every sample site's value and log-density are finite"
         elif self.hooks.finding is not None:
             what = self.hooks.finding
-        else:
-            return
-        raise NonFinite(self.step, self.step, what, diagnosed=True)
+        found = [(rank, w) for rank, w in enumerate(self.world.gather(what)) if w is not None]
+        if found:
+            rank, what = found[0]
+            where = f" (on rank {rank} of {self.world.size})" if self.world.size > 1 else ""
+            raise NonFinite(self.step, self.step, what + where, diagnosed=True)
 
     def _check(self) -> None:
         """The interval check: one read-back of the summed loss and of whether all parameters are finite."""
         n = self.step - self.interval_start
         if n == 0:
             return
-        loss_sum, ok = torch.stack([self.interval_loss.float(), all_finite(self.hooks.params).float()]).tolist()
-        if not ok:
+        stop = torch.tensor(float(self.stop.requested is not None), device=self.device)
+        loss_sum, ok, stop = self.world.sum(torch.stack([self.interval_loss.float(), all_finite(self.hooks.params).float(),
+                                                         stop])).tolist()  # summed over the ranks (one read-back)
+        self.stop_agreed = (self.stop.requested or signal.SIGTERM) if stop else None  # a signal reached some rank
+        if ok < self.world.size:
             raise NonFinite(self.interval_start + 1, self.step, f"parameter {first_nonfinite(self.hooks.named)} "
                             f"became non-finite (the summed loss was {loss_sum})")
         if not math.isfinite(loss_sum):
@@ -263,10 +305,12 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         data, epoch = self.data, self.epochs_done + 1
-        bounds = validation_bounds(self.model, data, self.strategy.guide_for, self.tc)  # valid_elbo (, valid_iwae)
+        bounds = self.world.broadcast(  # valid_elbo (, valid_iwae), computed by rank 0
+            validation_bounds(self.model, data, self.strategy.guide_for, self.tc) if self.world.writer else None)
         valid_elbo = bounds["valid_elbo"]
         self._clock()
-        row = dict(epoch=epoch, step=self.step, train_loss=round(self.epoch_loss.item() / data.train_x.shape[0], 4),
+        train_loss = self.world.sum(self.epoch_loss).item() / data.train_x.shape[0]
+        row = dict(epoch=epoch, step=self.step, train_loss=round(train_loss, 4),
                    **{k: round(v, 4) for k, v in bounds.items()}, epoch_time_s=round(self.epoch_time, 3),
                    elapsed_s=round(self.elapsed, 3))
         self.metrics.append(**row)
@@ -280,11 +324,9 @@ class Trainer:
         self.epoch_rng = self.data_rng.get_state()
         self.epoch_loss.zero_()
         improved = self.best.update(bounds[monitored(self.tc)], epoch, self.step)
-        path = self.save()
-        if improved:  # right after its step-N.pt: a crash in between is repaired on resume (best.reconcile_best)
-            save_best(self.run.checkpoints, self.state_dict())
-        if self.stop.requested:
-            raise TrainingStopped(self.stop.requested, self.step, path)
+        path = self.save(best=improved)
+        if self.stop_agreed:
+            raise TrainingStopped(self.stop_agreed, self.step, path)
 
     # -- recovery ---------------------------------------------------------------------------------
     def _recover(self, bad: NonFinite) -> None:
@@ -320,7 +362,8 @@ class Trainer:
 
     def _event(self, text: str) -> None:
         self.say(text)
-        self.run.log_event(text)
+        if self.world.writer:
+            self.run.log_event(text)
 
     def _apply_lr(self) -> None:
         for group in self.optimizer.param_groups:
