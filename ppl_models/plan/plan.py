@@ -18,7 +18,9 @@ Built on the first batch (:meth:`ExecutionPlan.build`):
 The model's Python code runs every step, so its control flow is respected; a changed batch shape
 makes Dynamo recompile (its guards), never a wrong answer. With ``check_every = N`` the plan
 re-verifies itself against the Pyro path every N steps (bit-identical eager, ``COMPILED_RTOL``
-compiled) and falls back to Pyro, naming the difference, if it ever disagrees.
+compiled) and falls back to Pyro, naming the difference, if it ever disagrees. A site the plan does
+not support that the model reaches only on a later step (a branch that batch takes) hands that step to
+the Pyro path too, with nothing stepped and the random state as it was.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pyro.poutine.runtime import _PYRO_STACK
 from ppl_models.objectives.iwae import IWAE
 from ppl_models.objectives.reparam_elbo import ReparamELBO, _enumerated, _sample_sites
 from ppl_models.plan.handler import Frame, MinimalHandler, UnsupportedSite, installed
+from ppl_models.rng import TorchRNG
 
 MODES = ("off", "plan", "full")  # off: Pyro path; plan: the plan, eager; full: the plan under torch.compile
 COMPILED_RTOL = 1e-4  # relative tolerance of a compiled step's loss and gradients against the Pyro path
@@ -77,16 +80,16 @@ class ExecutionPlan:
     def verify(self, x: torch.Tensor, exact: bool) -> str | None:
         """Compare the plan's loss and gradients with the Pyro path's from the same random state; the
         state is restored afterwards. Returns what differs, or ``None``."""
-        state = torch.get_rng_state()
+        state = TorchRNG.now()
         try:
             pyro_loss, pyro_grads = self._loss_and_grads(lambda: self.objective.differentiable_loss(
                 self.module.model, self.module.guide, x))
-            torch.set_rng_state(state)
+            state.restore()
             plan_loss, plan_grads = self._loss_and_grads(lambda: self._loss(x))
         except UnsupportedSite as e:
             return str(e)
         finally:
-            torch.set_rng_state(state)
+            state.restore()
         rtol = 0.0 if exact else COMPILED_RTOL
         if not _close(plan_loss, pyro_loss, rtol):
             return f"the plan's loss {plan_loss.item()!r} differs from the Pyro path's {pyro_loss.item()!r}"
@@ -117,22 +120,31 @@ class ExecutionPlan:
             model_trace = handler.run(self.module.model, x, replay=guide_trace)
         return self.objective.loss_from_traces(model_trace, guide_trace)
 
-    def _step(self, x: torch.Tensor) -> torch.Tensor:
-        loss = self._loss(x)
+    def _update(self, loss: torch.Tensor) -> torch.Tensor:
+        """Backward through the plan's ``loss`` and step the optimizer; returns the loss detached."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return loss.detach()
 
     def step(self, x: torch.Tensor) -> tuple[torch.Tensor | None, str | None]:
-        """One SVI step on ``x``: ``(loss, None)``, or ``(None, reason)`` when a periodic check found the
-        plan disagreeing with the Pyro path (nothing was stepped; the caller takes the Pyro path)."""
+        """One SVI step on ``x``: ``(loss, None)``, or ``(None, reason)`` when nothing was stepped and the
+        caller takes the Pyro path: a periodic check found the plan disagreeing with it, or the model reached
+        a site the plan does not support (a branch this batch took). The loss is computed before any
+        gradient or optimizer state is touched; on such a site the torch random state is put back as it
+        was, so the Pyro path's step draws exactly what it would have drawn."""
         self.steps += 1
         if self.check_every and self.steps % self.check_every == 0:
             reason = self.verify(x, exact=not self.compiled)
             if reason is not None:
                 return None, f"check at plan step {self.steps}: {reason}"
-        return self._step(x), None
+        state = TorchRNG.now()
+        try:
+            loss = self._loss(x)
+        except UnsupportedSite as e:
+            state.restore()
+            return None, f"the model reached an unsupported site at plan step {self.steps}: {e}"
+        return self._update(loss), None
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, rtol: float) -> bool:
@@ -149,11 +161,11 @@ def unsupported(objective, module: torch.nn.Module, x: torch.Tensor) -> str | No
         return "the objective already handed this model to Pyro's general ELBO"
     if _PYRO_STACK:
         return f"effect handler(s) in use: {', '.join(type(m).__name__ for m in _PYRO_STACK)}"
-    state = torch.get_rng_state()
+    state = TorchRNG.now()
     try:
         model_trace, guide_trace = objective._get_trace(module.model, module.guide, (x,), {})
     finally:
-        torch.set_rng_state(state)
+        state.restore()
     if _enumerated(model_trace, guide_trace) or any("_enumerate_dim" in s["infer"] for _, s in _sample_sites(model_trace)):
         return "the model has enumerated sites"
     for trace, who in ((guide_trace, "guide"), (model_trace, "model")):

@@ -3,6 +3,8 @@ supports, a one-line reason for every one it does not, and the same training run
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -193,3 +195,74 @@ def test_the_trainer_names_why_it_keeps_the_pyro_path(tmp_path):
               local_steps=2, progress=False, out=tmp_path / "semi")
     assert "--compile full: the Pyro path, because guide site 'z' has a scale" in (tmp_path / "beta" / "events.log").read_text()
     assert "the Pyro path, because strategy semi-amortized runs its own steps" in (tmp_path / "semi" / "events.log").read_text()
+
+
+SHORT_BATCH = str(Path(__file__).with_name("short_batch_model.py")) + ":short-batch"
+ELBO = ("elbo", 1, "standard")
+
+
+def short_batches() -> tuple[torch.Tensor, torch.Tensor]:
+    """A full batch and a short one of the short-batch model (the short one reaches its sequential plate)."""
+    short = model_config(SHORT_BATCH).short
+    return batch(short + 14), batch(short - 1)
+
+
+def test_a_site_reached_on_a_later_step_hands_that_step_to_pyro_untouched():
+    """The plan builds on full batches; a short one reaches the sequential plate: step returns the reason
+    naming it, with parameters, gradients, optimizer state and the random state as they were, so the Pyro
+    path's step on it ends exactly where a run all on the Pyro path does."""
+    full, short = short_batches()
+    with pyro.validation_enabled(False):
+        module, obj, opt = fresh(SHORT_BATCH, ELBO)
+        plan, why = ExecutionPlan.build(obj, module, opt, full)
+        assert plan is not None, why
+        torch.manual_seed(5)
+        assert all(plan.step(full)[1] is None for _ in range(2))
+        params = {k: v.clone() for k, v in module.state_dict().items()}
+        grads = [p.grad.clone() for p in module.parameters()]
+        adam = {i: {k: v.clone() for k, v in s.items()} for i, s in enumerate(opt.state.values())}
+        rng = torch.get_rng_state()
+        loss, reason = plan.step(short)
+        assert loss is None
+        assert reason == ("the model reached an unsupported site at plan step 3: plate 'short' is used as a "
+                          "sequential (iterated) plate")
+        assert all(torch.equal(params[k], v) for k, v in module.state_dict().items())
+        assert all(torch.equal(g, p.grad) for g, p in zip(grads, module.parameters()))
+        assert all(torch.equal(adam[i][k], v) for i, s in enumerate(opt.state.values()) for k, v in s.items())
+        assert torch.equal(rng, torch.get_rng_state())
+        svi_step(obj, module, opt, short)  # what the trainer does with that step
+        mixed = {k: v.clone() for k, v in module.state_dict().items()}
+        module, obj, opt = fresh(SHORT_BATCH, ELBO)
+        torch.manual_seed(5)
+        for xb in (full, full, short):
+            svi_step(obj, module, opt, xb)
+    assert all(torch.equal(mixed[k], v) for k, v in module.state_dict().items())
+
+
+def test_under_torch_compile_the_site_still_reaches_step():
+    """Dynamo retraces the loss for the short batch's shape and meets the plate: the error still reaches
+    step as UnsupportedSite, which hands the step back with the random state as it was."""
+    full, short = short_batches()
+    with pyro.validation_enabled(False):
+        module, obj, opt = fresh(SHORT_BATCH, ELBO)
+        plan, how = ExecutionPlan.build(obj, module, opt, full, compiled=True)
+        assert plan is not None and how == "torch.compile", how
+        assert plan.step(full)[1] is None
+        rng = torch.get_rng_state()
+        loss, reason = plan.step(short)
+    assert loss is None and reason.endswith("at plan step 2: plate 'short' is used as a sequential (iterated) plate")
+    assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_training_goes_back_to_the_pyro_path_at_the_short_batch_and_repeats_the_pyro_run(tmp_path):
+    """digits: 1437 training images in batches of 100, the last one 37 (short): the plan runs the first 14
+    steps, the 15th goes to the Pyro path, and the run ends exactly where the run without --compile does."""
+    common = dict(data="digits", epochs=2, seed=0, batch_size=100, progress=False)
+    plain = api.train(SHORT_BATCH, out=tmp_path / "plain", **common)
+    planned = api.train(SHORT_BATCH, out=tmp_path / "plan", compile="plan", **common)
+    a, b = plain.model.state_dict(), planned.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    events = (tmp_path / "plan" / "events.log").read_text()
+    assert "--compile plan: the execution plan (eager), verified against the Pyro path" in events
+    assert ("--compile plan: back to the Pyro path: the model reached an unsupported site at plan step 15: "
+            "plate 'short' is used as a sequential (iterated) plate") in events
