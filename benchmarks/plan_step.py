@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from handwritten import HandWrittenVAE  # noqa: E402
+from stock_svi import stock_svi  # noqa: E402
 
 from ppl_models.inference.strategy import fused_adam, svi_step  # noqa: E402
 from ppl_models.objectives import build_objective  # noqa: E402
@@ -80,18 +81,7 @@ def contenders(objective: str, particles: int, x: torch.Tensor, device: torch.de
         "hand_compiled": lambda: _hand_step(hand_compiled_loss, optimizers[5], x),
     }
     if particles == 1:
-        stock_net = nets[3]
-
-        def model(xb):
-            pyro.module("decoder", stock_net.decoder)
-            return stock_net.model(xb)
-
-        def guide(xb):
-            pyro.module("encoder", stock_net.encoder)
-            return stock_net.guide(xb)
-
-        pyro.clear_param_store()
-        svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), pyro.infer.TraceMeanField_ELBO())
+        svi = stock_svi(nets[3], pyro.infer.TraceMeanField_ELBO())
         fns["stock"] = lambda: svi.step(x)
     return fns, how
 

@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from handwritten import HandWrittenVAE, step as hand_step  # noqa: E402
+from stock_svi import stock_svi  # noqa: E402
 
 from ppl_models.objectives import build_objective  # noqa: E402
 from ppl_models.registry import build_model, model_config  # noqa: E402
@@ -56,17 +57,7 @@ def bench(batch_size: int, objective: str, device: torch.device, rounds: int, in
     opt_ours = make_optimizer(ours, lr=1e-3)
     opt_hand = torch.optim.Adam(hand.parameters(), lr=1e-3)
     opt_hand_fused = make_optimizer(hand_fused, lr=1e-3)
-
-    def stock_model(x):
-        pyro.module("decoder", stock.decoder)
-        return stock.model(x)
-
-    def stock_guide(x):
-        pyro.module("encoder", stock.encoder)
-        return stock.guide(x)
-
-    pyro.clear_param_store()
-    svi = pyro.infer.SVI(stock_model, stock_guide, pyro.optim.Adam({"lr": 1e-3}), pyro.infer.Trace_ELBO())
+    svi = stock_svi(stock, pyro.infer.Trace_ELBO())
 
     def run_ours():
         with pyro.validation_enabled(False):  # as in the training loop

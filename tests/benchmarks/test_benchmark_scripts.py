@@ -109,6 +109,21 @@ def test_loop_overhead_script_times_both_loops():
     assert _positive_finite(result["bare_ms_per_step"]) and _positive_finite(result["fit_ms_per_step"])
 
 
+def test_stock_svi_steps_the_module_s_own_parameters():
+    torch.manual_seed(0)
+    net = build_model("vae", model_config("vae", latent_dim=3, hidden=(8,)), (4, 4))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    svi = importlib.import_module("stock_svi").stock_svi(net, pyro.infer.TraceMeanField_ELBO())
+    assert _positive_finite(svi.step((torch.rand(5, 4, 4) < 0.5).float()))
+    assert all(not torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_train_step_script_times_every_step():
+    result = importlib.import_module("train_step").bench(4, "elbo", torch.device("cpu"), rounds=2, inner=1)
+    assert all(_positive_finite(t) for t in result["median_s"].values()) and len(result["median_s"]) == 4
+    assert _positive_finite(result["ratio_stock_to_hand"])
+
+
 def test_select_quickstart_scores_every_candidate(tmp_path):
     select = importlib.import_module("select_quickstart")
     rows = select.main(["--latent-dims", "2", "3", "--obs-scales", "0.3", "--epochs", "1", "--out", str(tmp_path)])
