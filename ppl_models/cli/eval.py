@@ -18,7 +18,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data", default=None, help="evaluate on this .npy/.npz/.pt file instead of the run's own split")
     p.add_argument("--nll-samples", type=int, default=1000, help="importance samples K per data point (default 1000)")
     p.add_argument("--limit", type=int, default=None, help="evaluate a fixed, evenly spread subset of N data points")
-    p.add_argument("--batch-size", type=int, default=100, help="data points per pass (memory ~ batch x 100 samples)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="data points per pass (default 100 on the CPU; on a GPU sized to its free memory)")
+    p.add_argument("--particle-chunk", type=int, default=None, metavar="P",
+                   help="importance samples per pass; memory ~ batch x P (default 100 on the CPU; on a GPU sized "
+                        "to its free memory)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--checkpoint", default="best",
                    help="best (default: RUN/checkpoints/best.pt, the epoch with the best validation bound, else the "
@@ -54,7 +58,8 @@ def run(args: argparse.Namespace) -> None:
     r = evaluate_run(args.run_dir, args.split, args.nll_samples, args.limit, args.data_dir, args.device, args.seed,
                      args.batch_size, progress=not args.json, inference=inference, data=args.data,
                      checkpoint=args.checkpoint, sample_quality=args.sample_quality,
-                     quality_samples=1000 if args.quality_samples is None else args.quality_samples)
+                     quality_samples=1000 if args.quality_samples is None else args.quality_samples,
+                     particle_chunk=args.particle_chunk)
     if args.json:
         print(json.dumps(r))
         return
@@ -62,6 +67,10 @@ def run(args: argparse.Namespace) -> None:
         where = r["data"] if r["split"] is None else f"{r['data']}/{r['split']}"
         print(f"{where}  n={r['n']}  K={r['nll_samples']}  {r['strategy']} guide  ({r['seconds']}s)")
         print(f"  {r['checkpoint_note']}")
+        if r["chunks"]["how"] == "sized to free memory":
+            c = r["chunks"]
+            print(f"  passes of {c['batch_size']} points x {c['particle_chunk']} samples, sized to "
+                  f"{c['free_bytes'] / 2**30:.1f} GiB free at {c['bytes_per_unit'] / 2**10:.1f} KiB per point x sample")
         print(f"  ELBO          {r['elbo']:10.3f} nats")
         print(f"  NLL (IS, K)   {r['nll']:10.3f} nats   {r['bits_per_dim']:.4f} bits/dim")
     else:

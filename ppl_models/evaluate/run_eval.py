@@ -14,6 +14,7 @@ import torch
 from ppl_models.atomic import atomic_write
 from ppl_models.data import load_data, read_split
 from ppl_models.evaluate.checks import at_least
+from ppl_models.evaluate.chunking import DEFAULT_BATCH, DEFAULT_PARTICLES, eval_chunks
 from ppl_models.evaluate.likelihood import estimate_log_likelihood, evenly_spaced_indices
 from ppl_models.inference import build_strategy, check_strategy
 from ppl_models.models.likelihoods import check_probabilities
@@ -75,9 +76,9 @@ def load_eval_data(config, model, split: str = "test", data: str | None = None, 
 
 def evaluate_run(
     run_path: str | Path, split: str = "test", nll_samples: int = 1000, limit: int | None = None,
-    data_dir: str | None = None, device: str = "auto", seed: int = 0, batch_size: int = 100, progress: bool = True,
-    inference: dict | None = None, data: str | None = None, checkpoint: str = "best",
-    sample_quality: bool = False, quality_samples: int = 1000,
+    data_dir: str | None = None, device: str = "auto", seed: int = 0, batch_size: int | None = None,
+    progress: bool = True, inference: dict | None = None, data: str | None = None, checkpoint: str = "best",
+    sample_quality: bool = False, quality_samples: int = 1000, particle_chunk: int | None = None,
 ) -> dict:
     """ELBO, importance-sampled NLL and bits/dim of a run on ``split``, and with ``sample_quality`` the
     sample-quality metrics beside their real-data floor; also written to ``RUN/eval-SPLIT.json``
@@ -100,7 +101,9 @@ def evaluate_run(
         data_dir: dataset directory override.
         device: auto, cpu or cuda.
         seed: seeds the importance samples (and the fixed binarization of grey data).
-        batch_size: data points per pass.
+        batch_size: data points per pass (None: 100 on the CPU; on a CUDA device sized to free memory
+            with the amortized guide, 100 with a guide fitted per batch; see
+            :func:`~ppl_models.evaluate.chunking.eval_chunks`).
         progress: show a progress bar.
         inference: test-time strategy settings (``strategy``, ``local_steps``, ``local_lr``, ``local_tol``).
         data: a data file (``.npy``, ``.npz``, ``.pt``) to evaluate on instead of the run's own
@@ -110,6 +113,8 @@ def evaluate_run(
         sample_quality: also compute :func:`~ppl_models.evaluate.sample_quality.run_sample_quality`
             (the result's ``sample_quality``: the model's and the floor's rows, N, the classifier).
         quality_samples: N, the number of model samples, reference and floor images.
+        particle_chunk: importance samples per pass (None: 100 on the CPU, sized to free memory on
+            a CUDA device). The result's ``chunks`` says what was used and how it was chosen.
 
     Raises:
         ValueError: before any computation, for a setting out of range (naming its flag), data of
@@ -119,6 +124,7 @@ def evaluate_run(
     at_least(nll_samples, "--nll-samples")
     at_least(limit, "--limit")
     at_least(batch_size, "--batch-size")
+    at_least(particle_chunk, "--particle-chunk")
     at_least(quality_samples if sample_quality else None, "--quality-samples", 2)
     run = RunDir(run_path)
     dev = resolve_device(device)
@@ -126,6 +132,8 @@ def evaluate_run(
     likelihood = has_likelihood(model)
     settings = dataclasses.replace(config.train, **(inference or {}))  # TrainConfig checks the overrides
     check_strategy(settings.strategy)
+    if batch_size is None and settings.strategy != "amortized":
+        batch_size = DEFAULT_BATCH  # a guide fitted per batch: its fit, not only the memory, depends on the batch
     if likelihood:
         points = load_eval_data(config, model, split, data, limit, data_dir, dev, seed, run.path)
     if sample_quality:
@@ -134,15 +142,20 @@ def evaluate_run(
         check_classifier_shape(config.event_shape)
     source = str(data) if data is not None else split_source(config.train, split)
     asked = {"data": source, "split": None if data is not None else split, "nll_samples": nll_samples, "limit": limit,
-             "seed": seed, "batch_size": batch_size, "inference": {k: getattr(settings, k) for k in INFERENCE},
+             "seed": seed, **asked_chunks(batch_size, particle_chunk, dev),
+             "inference": {k: getattr(settings, k) for k in INFERENCE},
              "checkpoint": checkpoint, **({"quality_samples": quality_samples} if sample_quality else {})}
     out_path = result_path(run.path, f"data-{Path(data).stem}" if data is not None else split, asked)
     t0 = time.perf_counter()
+    chunks = None
     if likelihood:
         pyro.set_rng_seed(seed)
         with pyro.validation_enabled(False):
             strategy = build_strategy(model, settings, points.x)
-            scores = estimate_log_likelihood(model, points.x, nll_samples, batch_size=batch_size, progress=progress,
+            chunks = eval_chunks(model, points.x, nll_samples, batch_size=batch_size, particle_chunk=particle_chunk,
+                                 y=points.y)
+            scores = estimate_log_likelihood(model, points.x, nll_samples, batch_size=chunks.batch_size,
+                                             particle_chunk=chunks.particle_chunk, progress=progress,
                                              guide_for=strategy.guide_for, y=points.y).to_json()
     else:
         scores = {"elbo": NO_LIKELIHOOD, "nll": NO_LIKELIHOOD, "bits_per_dim": NO_LIKELIHOOD, "nll_samples": None,
@@ -151,18 +164,30 @@ def evaluate_run(
            "data": source, "run": str(run.path), "density_model": getattr(model, "density_model", True),
            "seconds": round(time.perf_counter() - t0, 2), "settings": asked, "file": str(out_path),
            "checkpoint": str(used.path), "checkpoint_kind": used.kind, "checkpoint_step": used.step,
-           "checkpoint_note": used.describe()}
+           "checkpoint_note": used.describe(), "chunks": None if chunks is None else chunks.to_json()}
     if sample_quality:
         from ppl_models.evaluate.sample_quality import run_sample_quality
 
         out["sample_quality"] = run_sample_quality(model, config, quality_samples, data_dir=data_dir, seed=seed,
-                                                   batch_size=batch_size, progress=progress).to_json()
+                                                   batch_size=batch_size or DEFAULT_BATCH, progress=progress).to_json()
     text = json.dumps(out, indent=2).encode()
     atomic_write(out_path, lambda f: f.write(text))
     return out
 
 
 INFERENCE = ("strategy", "local_steps", "local_lr", "local_tol")  # the test-time inference settings
+
+
+def asked_chunks(batch_size: int | None, particle_chunk: int | None, device: torch.device) -> dict:
+    """The pass sizes as the result file's ``settings`` record them: what was given, else ``"auto"`` on a
+    CUDA device (sized to its free memory) and the defaults elsewhere, the particle chunk only when
+    it is not the default (so a CPU evaluation's settings read as they always have)."""
+    if device.type == "cuda":
+        return {"batch_size": "auto" if batch_size is None else batch_size,
+                "particle_chunk": "auto" if particle_chunk is None else particle_chunk}
+    particles = DEFAULT_PARTICLES if particle_chunk is None else particle_chunk
+    return {"batch_size": DEFAULT_BATCH if batch_size is None else batch_size,
+            **({} if particles == DEFAULT_PARTICLES else {"particle_chunk": particles})}
 
 
 def split_source(train, split: str) -> str:
