@@ -12,7 +12,7 @@ TRAIN_FLAGS = ["data", "valid_data", "test_data", "labelled", "binarize", "objec
                "local_tol", "epochs", "batch_size", "lr", "seed", "device", "log_every", "checkpoint_every",
                "keep_checkpoints", "grad_clip", "on_nan", "nan_retries", "nan_lr_factor", "tensorboard"]
 TRAIN_FLAGS += ["d_steps", "generator_loss"]  # --strategy adversarial (a GAN)
-TRAIN_FLAGS += ["compile", "plan_check_every"]  # ppl_models.plan
+TRAIN_FLAGS += ["compile", "plan_check_every", "precision"]  # ppl_models.plan, ppl_models.train.precision
 TRAIN_FLAGS += ["lr_schedule", "lr_warmup", "lr_gamma", "kl_warmup", "early_stop"]  # ppl_models.train.schedules, .best
 # Flags that fill the model's config dataclass.
 MODEL_FLAGS = ["latent_dim", "hidden", "activation", "likelihood", "obs_scale"]
@@ -86,6 +86,9 @@ def add_parser(subparsers) -> None:
                         "the plan does not support keeps the Pyro path, with a one-line reason")
     p.add_argument("--plan-check-every", type=int, default=None,
                    help="with --compile: re-verify the plan against the Pyro path every N steps (default 0: never)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                   help="bf16: the networks run under bfloat16 autocast (tensor cores on a GPU); distributions, "
+                        "log-densities, the loss and the parameters stay float32 (default fp32)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest loadable checkpoint")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ppl_models.train.precision import PRECISIONS
 from ppl_models.train.schedules import check_schedules
 
 
@@ -46,6 +47,7 @@ class TrainConfig:
     tensorboard: bool = False  # write per-epoch summaries to RUN/tensorboard (optional extra; no effect on training)
     compile: str = "off"  # off | plan (the execution plan, eager) | full (the plan under torch.compile): ppl_models.plan
     plan_check_every: int = 0  # with compile: re-verify the plan against the Pyro path every N steps (0: never)
+    precision: str = "fp32"  # fp32 | bf16: networks under bfloat16 autocast, distributions float32 (train.precision)
 
     def __post_init__(self) -> None:
         for name in ("particles", "epochs", "batch_size", "log_every", "keep_checkpoints", "d_steps"):
@@ -73,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"local_tol must be non-negative, got {self.local_tol}")
         if self.compile not in ("off", "plan", "full"):
             raise ValueError(f"compile must be off, plan or full, got {self.compile!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.plan_check_every < 0:
             raise ValueError(f"plan_check_every must be >= 0, got {self.plan_check_every}")
         if self.binarize not in ("none", "dynamic"):

@@ -23,12 +23,14 @@ from ppl_models.models.protocol import NO_LIKELIHOOD, bind_labels, has_likelihoo
 from ppl_models.objectives import build_objective
 from ppl_models.paths import inside
 from ppl_models.plan import ExecutionPlan
+from ppl_models.plan.plan import BF16_COMPILED_RTOL, COMPILED_RTOL
 from ppl_models.train.batches import split_batches, steps_per_epoch
 from ppl_models.train.best import BEST, BestTracker, monitored, validation_bounds
 from ppl_models.train.checkpoint import checkpoint_path, load_latest, save_best, save_checkpoint
 from ppl_models.train.distributed import (DistributedStep, World, rank_rng_state, rank_seed, refuse_undistributable,
                                           restore_rank_rng)
 from ppl_models.train.metrics import IWAE_COLUMNS, MetricsLog, NoMetrics
+from ppl_models.train.precision import MixedPrecision
 from ppl_models.train.nonfinite import NonFinite, NonFiniteError, SiteCheck, StepHooks, all_finite, first_nonfinite
 from ppl_models.train.run import RunConfig, RunDir
 from ppl_models.train.schedules import kl_annealing, kl_weight, lr_factor, lr_scheduled
@@ -56,6 +58,7 @@ class Trainer:
         self.model = config.build().to(self.device)
         self.data = prepare_data(self.model, dataset, tc, self.device)
         self.strategy = build_strategy(self.model, tc, self.data.train_x)
+        self.mixed = MixedPrecision(self.model, self.device.type) if tc.precision == "bf16" else None  # --precision
         self.ddp = None  # torchrun: the DistributedDataParallel step (ppl_models.train.distributed)
         if world.size > 1:
             refuse_undistributable(self.strategy, tc, self.model, self.data.train_y is not None, world)
@@ -86,6 +89,7 @@ class Trainer:
         self.plan: ExecutionPlan | None = None  # --compile: built at the first step that can use it
         self._plan_pending = tc.compile != "off"
         self._mark = time.perf_counter()  # when time was last added to elapsed and epoch_time
+        self.sites_found: str | None = None  # a careful step's first non-finite site (SiteCheck)
         self.stop_agreed: int | None = None  # a stop signal every rank has seen (set by _check)
         self.bar = tqdm(total=self.n_steps * tc.epochs, disable=None if progress and world.writer else True, unit="step",
                         smoothing=0.05)
@@ -213,6 +217,18 @@ class Trainer:
         self.hooks.careful, self.hooks.finding = careful, None
         if lr_scheduled(tc):
             self._apply_lr()
+        with self.mixed.active() if self.mixed is not None else nullcontext():
+            loss = self._run_step(xb, yb, idx, careful)
+        self.hooks.careful = False
+        self.step += 1
+        self.batch += 1
+        if careful:
+            self._diagnose(loss.item(), self.sites_found)
+        self._after(loss)
+
+    def _run_step(self, xb: torch.Tensor, yb: torch.Tensor | None, idx: torch.Tensor, careful: bool) -> torch.Tensor:
+        """One optimizer step by the plan, the DDP step or the strategy; returns the detached loss."""
+        tc = self.tc
         loss = None
         if (self.plan is not None or self._plan_pending) and not careful and kl_weight(tc, self.step, self.n_steps) >= 1:
             loss = self._plan_step(xb, yb)  # careful replays and KL warm-up take the Pyro path (their handlers)
@@ -222,11 +238,12 @@ class Trainer:
                     loss = self.ddp(self.objective, self.optimizer, xb)
                 else:
                     loss = self.strategy.step(self.objective, bind_labels(self.model, yb), self.optimizer, xb, idx)
-        self.hooks.careful = False
-        self.step += 1
-        self.batch += 1
-        if careful:
-            self._diagnose(loss.item(), sites.finding)
+            self.sites_found = sites.finding if careful else None
+        return loss
+
+    def _after(self, loss: torch.Tensor) -> None:
+        """Account a finished step: losses, hooks, progress, the interval check, checkpoints, stops."""
+        tc = self.tc
         self.interval_loss += loss
         self.epoch_loss += loss
         if self.after_step is not None:
@@ -257,8 +274,9 @@ class Trainer:
             elif yb is not None:
                 reason = "the model is bound to labels"
             else:
+                rtol = BF16_COMPILED_RTOL if self.mixed is not None else COMPILED_RTOL
                 self.plan, reason = ExecutionPlan.build(self.objective, self.model, self.optimizer, xb,
-                                                        self.tc.compile == "full", self.tc.plan_check_every)
+                                                        self.tc.compile == "full", self.tc.plan_check_every, rtol)
             if self.plan is None:
                 self._event(f"--compile {self.tc.compile}: the Pyro path, because {reason}")
                 return None
