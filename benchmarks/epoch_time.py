@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--compile", default="full", choices=["off", "plan", "full"], help="TrainConfig.compile")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="TrainConfig.precision")
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--max-epochs", type=int, default=30)
     ap.add_argument("--min-epochs", type=int, default=4, help="epochs to time even after the target is reached")
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     dataset = bmnist(args.data_dir, args.train_limit, args.valid_limit)
     load_s = time.perf_counter() - t0
     tc = TrainConfig(data="binarized_mnist", epochs=args.max_epochs, batch_size=args.batch_size,
-                     compile=args.compile, device=str(device), seed=0)
+                     compile=args.compile, precision=args.precision, device=str(device), seed=0)
     config = RunConfig("vae", model_config("vae"), tc, dataset.event_shape)
     steps = -(-len(dataset.train) // args.batch_size)
     clock = EpochClock(steps, dataset.valid.x.to(device), args.nll_k, args.target_nll, args.min_epochs, args.budget_s)
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
         events = plan_events(run)
     rows = clock.rows
     later = [r["epoch_s"] for r in rows[1:]]
-    result = {"device": str(device), "compile": args.compile, "train_images": len(dataset.train),
+    result = {"device": str(device), "compile": args.compile, "precision": args.precision, "train_images": len(dataset.train),
               "valid_images": len(dataset.valid), "steps_per_epoch": steps, "data_load_s": load_s, "epochs": rows,
               "first_epoch_s": rows[0]["epoch_s"] if rows else None,
               "epoch_s_median": statistics.median(later) if later else (rows[0]["epoch_s"] if rows else None),
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
     for line in events:
         print(f"    {line}")
     which = "median of epochs 2+" if later else "epoch 1 only"
-    print(f"[figure 2] epoch time binarized_mnist vae batch={args.batch_size} compile={args.compile} "
+    print(f"[figure 2] epoch time binarized_mnist vae batch={args.batch_size} compile={args.compile} precision={args.precision} "
           f"({len(dataset.train)} images): {result['epoch_s_median']:.3f} s/epoch ({which}); "
           f"first epoch {result['first_epoch_s']:.3f} s; data load {load_s:.2f} s")
     nlls = ", ".join(f"{r['valid_nll']:.2f}" for r in rows)

@@ -7,6 +7,7 @@
 # time limit so that the whole fits in 8 minutes:
 #   [figure 1] benchmarks/step_compare.py  training step: plan vs hand-written eager/compiled vs stock SVI
 #   [figure 2] benchmarks/epoch_time.py    s/epoch of ppl train on binarized MNIST, time to valid NLL <= 100
+#                                          (again with --precision bf16)
 #   [figure 3] benchmarks/nll_time.py      ppl eval --nll-samples 5000 over the 10,000 test images
 #   [figure 4] benchmarks/step_scaling.py  step time against K and batch size, as DIR/step_scaling.png
 # Every figure is measured in this run; the lines starting "[figure N]" are the figures. The log is
@@ -24,7 +25,7 @@ while [[ $# -gt 0 ]]; do
     --device=*) DEVICE="${1#*=}"; shift ;;
     --quick) QUICK=1; shift ;;
     --out) OUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1 (use --device cuda|cpu, --quick, --out DIR)" >&2; exit 2 ;;
   esac
 done
@@ -73,16 +74,19 @@ rm -rf "$OUT/vae-run"  # figure 2 trains into it afresh; figure 3 evaluates it
 if [[ $QUICK == 1 ]]; then
   run "figure 1" 120 step_compare.py --device "$DEVICE" --quick
   run "figure 2" 120 epoch_time.py --device "$DEVICE" --quick --target-nll 400 --out "$OUT/vae-run"
+  run "figure 2 bf16" 120 epoch_time.py --device "$DEVICE" --quick --precision bf16 --target-nll 400 --out "$OUT/vae-run-bf16"
   RUN_ARGS=(); [[ -f "$OUT/vae-run/checkpoints/best.pt" ]] && RUN_ARGS=(--run "$OUT/vae-run")
   run "figure 3" 120 nll_time.py --device "$DEVICE" --quick ${RUN_ARGS[@]+"${RUN_ARGS[@]}"}
   run "figure 4" 120 step_scaling.py --device "$DEVICE" --quick --out "$OUT/step_scaling.png"
 else
-  # limits: 190 + 115 + 70 + 70 = 445 s, plus the hardware lines: inside 8 minutes
-  run "figure 1" 190 step_compare.py --device "$DEVICE" --budget-s 140
+  # limits: 170 + 115 + 60 + 70 + 60 = 475 s, plus the hardware lines: inside 8 minutes
+  run "figure 1" 170 step_compare.py --device "$DEVICE" --budget-s 125
   run "figure 2" 115 epoch_time.py --device "$DEVICE" --compile full --budget-s 70 --out "$OUT/vae-run"
+  run "figure 2 bf16" 60 epoch_time.py --device "$DEVICE" --compile full --precision bf16 --budget-s 25 \
+    --min-epochs 3 --max-epochs 3 --out "$OUT/vae-run-bf16"
   RUN_ARGS=(); [[ -f "$OUT/vae-run/checkpoints/best.pt" ]] && RUN_ARGS=(--run "$OUT/vae-run")
   run "figure 3" 70 nll_time.py --device "$DEVICE" --nll-samples 5000 --baseline-limit 500 ${RUN_ARGS[@]+"${RUN_ARGS[@]}"}
-  run "figure 4" 70 step_scaling.py --device "$DEVICE" --budget-s 45 --out "$OUT/step_scaling.png"
+  run "figure 4" 60 step_scaling.py --device "$DEVICE" --budget-s 40 --out "$OUT/step_scaling.png"
 fi
 
 echo
