@@ -12,7 +12,7 @@ TRAIN_FLAGS = ["data", "valid_data", "test_data", "labelled", "binarize", "objec
                "local_tol", "epochs", "batch_size", "lr", "seed", "device", "log_every", "checkpoint_every",
                "keep_checkpoints", "grad_clip", "on_nan", "nan_retries", "nan_lr_factor", "tensorboard"]
 TRAIN_FLAGS += ["d_steps", "generator_loss"]  # --strategy adversarial (a GAN)
-TRAIN_FLAGS += ["compile", "plan_check_every", "precision"]  # ppl_models.plan, ppl_models.train.precision
+TRAIN_FLAGS += ["compile", "plan_check_every", "precision", "flush_denormal"]  # ppl_models.plan, ppl_models.train.precision
 TRAIN_FLAGS += ["lr_schedule", "lr_warmup", "lr_gamma", "kl_warmup", "early_stop"]  # ppl_models.train.schedules, .best
 # Flags that fill the model's config dataclass.
 MODEL_FLAGS = ["latent_dim", "hidden", "activation", "likelihood", "obs_scale"]
@@ -89,6 +89,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
                    help="bf16: the networks run under bfloat16 autocast (tensor cores on a GPU); distributions, "
                         "log-densities, the loss and the parameters stay float32 (default fp32)")
+    p.add_argument("--flush-denormal", action="store_true", default=None,
+                   help="CPU: treat denormal numbers (below 1.2e-38) as zero while training; measured 1.5-7%% faster "
+                        "epochs for the MLP VAE with identical parameters (benchmarks/denormals.py)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest loadable checkpoint")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

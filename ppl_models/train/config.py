@@ -47,6 +47,7 @@ class TrainConfig:
     tensorboard: bool = False  # write per-epoch summaries to RUN/tensorboard (optional extra; no effect on training)
     compile: str = "off"  # off | plan (the execution plan, eager) | full (the plan under torch.compile): ppl_models.plan
     plan_check_every: int = 0  # with compile: re-verify the plan against the Pyro path every N steps (0: never)
+    flush_denormal: bool = False  # CPU: treat denormal floats as zero while training (train.precision.flushed_denormals)
     precision: str = "fp32"  # fp32 | bf16: networks under bfloat16 autocast, distributions float32 (train.precision)
 
     def __post_init__(self) -> None:

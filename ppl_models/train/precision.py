@@ -76,3 +76,29 @@ class MixedPrecision:
             yield
         finally:
             self.enabled = False
+
+
+def denormals_flushed() -> bool:
+    """Whether the CPU now flushes denormal numbers to zero (torch has no getter: a denormal times one tells)."""
+    return float(torch.tensor(1e-39) * 1.0) == 0.0
+
+
+@contextmanager
+def flushed_denormals(on: bool) -> Iterator[None]:
+    """``--flush-denormal``: inside the block the CPU treats denormal float32 numbers (below 1.2e-38) as zero
+    (``torch.set_flush_denormal``, FTZ/DAZ); the previous mode is put back afterwards. Off: nothing changes.
+
+    Measured (benchmarks/denormals.py, MLP VAE on binarized MNIST, 3 epochs): 33,323 of Adam's 1.4 M state
+    values were denormal at the end without it, and epochs took 1.5-7% longer; the parameters came out
+    identical. It is not the default: a model whose densities pass through such tiny numbers (the log of a
+    probability below 1e-38) would get -inf instead of about -88 nats.
+    """
+    if not on:
+        yield
+        return
+    before = denormals_flushed()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)

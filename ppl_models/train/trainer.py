@@ -30,7 +30,7 @@ from ppl_models.train.checkpoint import checkpoint_path, load_latest, save_best,
 from ppl_models.train.distributed import (DistributedStep, World, rank_rng_state, rank_seed, refuse_undistributable,
                                           restore_rank_rng)
 from ppl_models.train.metrics import IWAE_COLUMNS, MetricsLog, NoMetrics
-from ppl_models.train.precision import MixedPrecision
+from ppl_models.train.precision import MixedPrecision, flushed_denormals
 from ppl_models.train.nonfinite import NonFinite, NonFiniteError, SiteCheck, StepHooks, all_finite, first_nonfinite
 from ppl_models.train.run import RunConfig, RunDir
 from ppl_models.train.schedules import kl_annealing, kl_weight, lr_factor, lr_scheduled
@@ -175,7 +175,8 @@ class Trainer:
         """Run the remaining epochs, recovering from non-finite values; return the model in eval mode."""
         self.metrics = metrics
         self._mark = time.perf_counter()
-        with pyro.validation_enabled(False), self.tensorboard or nullcontext():  # closes the event file
+        with pyro.validation_enabled(False), flushed_denormals(self.tc.flush_denormal), \
+                self.tensorboard or nullcontext():  # closes the event file
             while True:
                 try:
                     self._epochs()

@@ -10,10 +10,13 @@ from pyro.poutine.util import site_is_subsample
 from torch.overrides import TorchFunctionMode
 
 from ppl_models.api import train
+from ppl_models.data import load_dataset
 from ppl_models.registry import build_model, model_config
 from ppl_models.train.config import TrainConfig
 from ppl_models.train.metrics import MetricsLog
-from ppl_models.train.precision import MixedPrecision
+from ppl_models.train.loop import fit
+from ppl_models.train.precision import MixedPrecision, denormals_flushed, flushed_denormals
+from ppl_models.train.run import RunDir
 
 
 class LinearDtypes(TorchFunctionMode):
@@ -83,3 +86,19 @@ def test_the_eager_plan_under_bf16_repeats_the_pyro_path_bit_for_bit(tmp_path):
     assert "the execution plan (eager)" in (runs[1].path / "events.log").read_text()
     for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_flush_denormal_holds_during_training_only_and_repeats_exactly(tmp_path):
+    assert not denormals_flushed()
+    with flushed_denormals(True):
+        assert denormals_flushed() and float(torch.tensor(1e-39) * 1.0) == 0.0
+    assert not denormals_flushed()
+
+    runs = [train("vae", out=tmp_path / str(i), epochs=1, seed=0, flush_denormal=True, device="cpu", progress=False)
+            for i in range(2)]
+    for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters()):
+        assert torch.equal(a, b)
+    seen: list[bool] = []  # the mode at every step of a third run, through fit's after_step hook
+    fit(RunDir(tmp_path / "watched"), RunDir(runs[0].path).load_config(), load_dataset("digits"), progress=False,
+        verbose=False, after_step=lambda step, model: seen.append(denormals_flushed()))
+    assert len(seen) == 15 and all(seen) and not denormals_flushed()
