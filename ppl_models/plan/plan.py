@@ -25,6 +25,8 @@ the Pyro path too, with nothing stepped and the random state as it was.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from pyro.poutine.runtime import _PYRO_STACK
 
@@ -48,12 +50,17 @@ class ExecutionPlan:
         compiled: put the whole step under ``torch.compile``.
         check_every: re-verify against the Pyro path every this many steps (0: never).
         compiled_rtol: the relative tolerance of a compiled plan's checks.
+        through: runs the step's loss as ``through(loss_fn, x)`` (DistributedDataParallel's forward, so
+            that it all-reduces the gradients in ``backward``); ``None``: ``loss_fn(x)``.
+        loss_scale: the factor on the loss before ``backward`` (the world size under DDP, which averages).
     """
 
     def __init__(self, objective, module: torch.nn.Module, optimizer: torch.optim.Optimizer, compiled: bool = False,
-                 check_every: int = 0, compiled_rtol: float = COMPILED_RTOL):
+                 check_every: int = 0, compiled_rtol: float = COMPILED_RTOL, through: Callable | None = None,
+                 loss_scale: float = 1.0):
         self.objective, self.module, self.optimizer = objective, module, optimizer
         self.compiled, self.check_every, self.compiled_rtol = compiled, check_every, compiled_rtol
+        self.through, self.loss_scale = through, loss_scale
         self.steps = 0
         # The loss is compiled (one graph; AOTAutograd compiles its backward with it). zero_grad, backward() and the
         # fused Adam step stay outside: Dynamo breaks the graph at each of them (it does not trace the fused optimizer).
@@ -63,19 +70,21 @@ class ExecutionPlan:
     @classmethod
     def build(cls, objective, module: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
               compiled: bool = False, check_every: int = 0,
-              compiled_rtol: float = COMPILED_RTOL) -> tuple["ExecutionPlan | None", str]:
+              compiled_rtol: float = COMPILED_RTOL, through: Callable | None = None,
+              loss_scale: float = 1.0) -> tuple["ExecutionPlan | None", str]:
         """The plan for this model, guide and objective on batch ``x``, or ``None`` and the reason it
         cannot have one; the random state is left as it was (so the first real step is unchanged).
-        ``compiled_rtol``: how close a compiled plan must come to the Pyro path (eager: bit for bit)."""
+        ``compiled_rtol``: how close a compiled plan must come to the Pyro path (eager: bit for bit);
+        ``through`` and ``loss_scale``: as the class takes them (the checks themselves run locally)."""
         reason = unsupported(objective, module, x)
         if reason is not None:
             return None, reason
         if compiled:  # what Dynamo gets wrong (e.g. DReG's gradient hooks) shows here; then the eager plan
-            plan = cls(objective, module, optimizer, True, check_every, compiled_rtol)
+            plan = cls(objective, module, optimizer, True, check_every, compiled_rtol, through, loss_scale)
             why_not = plan.verify(x, exact=False)
             if why_not is None:
                 return plan, "torch.compile"
-        plan = cls(objective, module, optimizer, False, check_every)
+        plan = cls(objective, module, optimizer, False, check_every, compiled_rtol, through, loss_scale)
         reason = plan.verify(x, exact=True)
         if reason is not None:
             return None, reason
@@ -127,7 +136,7 @@ class ExecutionPlan:
     def _update(self, loss: torch.Tensor) -> torch.Tensor:
         """Backward through the plan's ``loss`` and step the optimizer; returns the loss detached."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self.loss_scale if self.loss_scale != 1.0 else loss).backward()
         self.optimizer.step()
         return loss.detach()
 
@@ -144,7 +153,7 @@ class ExecutionPlan:
                 return None, f"check at plan step {self.steps}: {reason}"
         state = TorchRNG.now()
         try:
-            loss = self._loss(x)
+            loss = self._loss(x) if self.through is None else self.through(self._loss, x)
         except UnsupportedSite as e:
             state.restore()
             return None, f"the model reached an unsupported site at plan step {self.steps}: {e}"

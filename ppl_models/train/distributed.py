@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -142,9 +142,10 @@ class ReplicatedLoss(torch.nn.Module):
         super().__init__()
         self.module = module
 
-    def forward(self, objective, x: torch.Tensor) -> torch.Tensor:
-        """``objective``'s differentiable loss of the model on this rank's share ``x``."""
-        return objective.differentiable_loss(self.module.model, self.module.guide, x)
+    def forward(self, loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``loss_fn(x)``: a loss of the model on this rank's share ``x`` (the objective through Pyro, or the
+        execution plan's loss)."""
+        return loss_fn(x)
 
 
 class DistributedStep:
@@ -157,16 +158,27 @@ class DistributedStep:
     """
 
     def __init__(self, module: torch.nn.Module, world: World):
-        self.world = world
+        self.module, self.world = module, world
         on_cuda = next(module.parameters()).device.type == "cuda"
         self.ddp = DistributedDataParallel(ReplicatedLoss(module),
                                            device_ids=[world.local_rank] if on_cuda else None)
 
+    @property
+    def loss_scale(self) -> int:
+        """The factor on each rank's loss before ``backward``: DDP averages the ranks' gradients."""
+        return self.world.size
+
+    def forward(self, loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``loss_fn(x)`` through DDP's forward, so that the next ``backward`` all-reduces the gradients
+        (what the execution plan runs its loss through: ``ExecutionPlan(..., through=step.forward)``)."""
+        return self.ddp(loss_fn, x)
+
     def __call__(self, objective, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> torch.Tensor:
-        """One step on this rank's share ``x``; returns its detached loss (a sum over the share)."""
-        loss = self.ddp(objective, x)
+        """One step of ``objective`` on this rank's share ``x``; returns its detached loss (a sum over the share)."""
+        module = self.module
+        loss = self.forward(lambda xb: objective.differentiable_loss(module.model, module.guide, xb), x)
         optimizer.zero_grad(set_to_none=True)
-        (loss * self.world.size).backward()
+        (loss * self.loss_scale).backward()
         optimizer.step()
         return loss.detach()
 

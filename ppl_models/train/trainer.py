@@ -269,15 +269,14 @@ class Trainer:
             self._plan_pending = False
             if type(self.strategy).step is not Strategy.step or not self.strategy.uses_objective:
                 reason = f"strategy {self.tc.strategy} runs its own steps"
-            elif self.ddp is not None:
-                reason = (f"torchrun started {self.world.size} processes, and the plan does not run through "
-                          "DistributedDataParallel yet")
             elif yb is not None:
                 reason = "the model is bound to labels"
             else:
                 rtol = BF16_COMPILED_RTOL if self.mixed is not None else COMPILED_RTOL
+                ddp = {} if self.ddp is None else {"through": self.ddp.forward, "loss_scale": self.ddp.loss_scale}
                 self.plan, reason = ExecutionPlan.build(self.objective, self.model, self.optimizer, xb,
-                                                        self.tc.compile == "full", self.tc.plan_check_every, rtol)
+                                                        self.tc.compile == "full", self.tc.plan_check_every, rtol,
+                                                        **ddp)
             if self.plan is None:
                 self._event(f"--compile {self.tc.compile}: the Pyro path, because {reason}")
                 return None
