@@ -201,10 +201,10 @@ def model_config(name: str, **fields: Any) -> Any:
     if unknown:
         raise ValueError(f"model {name!r} has no config field(s) {unknown}; its fields are {sorted(known)}")
     builtin = entry.cls.__module__.startswith("ppl_models.")
-    if builtin:  # --set hidden=200 means the one width (200,)
-        tuples = {f.name for f in dataclasses.fields(entry.config_cls) if isinstance(f.default, tuple)}
-        fields = {k: (v,) if k in tuples and isinstance(v, int) and not isinstance(v, bool) else v
-                  for k, v in fields.items()}
+    # --set hidden=200 means the one width (200,), for any model whose field defaults to a tuple
+    tuples = {f.name for f in dataclasses.fields(entry.config_cls) if isinstance(f.default, tuple)}
+    fields = {k: (v,) if k in tuples and isinstance(v, int) and not isinstance(v, bool) else v
+              for k, v in fields.items()}
     config = entry.config_cls(**fields)
     if builtin:
         _check_conventional_fields(name, config, entry.cls)

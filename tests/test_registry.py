@@ -135,3 +135,15 @@ def test_entry_point_models_are_loaded(tmp_path, monkeypatch):
         assert get_model("plugin-linear").source == "entry point linear = plugin_models"
     finally:
         sys.modules.pop("plugin_models", None)
+
+
+def test_a_single_width_becomes_a_tuple_for_user_models_too(tmp_path):
+    from ppl_models.registry import model_config
+
+    (tmp_path / "widths.py").write_text(
+        "import ppl_models as ppl\n"
+        "from ppl_models.models.vae import VAE, VAEConfig\n"
+        "@ppl.register_model('widths-vae', VAEConfig, 'the VAE, from a user file')\n"
+        "class WidthsVAE(VAE):\n"
+        "    pass\n")
+    assert model_config(f"{tmp_path / 'widths.py'}:widths-vae", hidden=32).hidden == (32,)  # --set hidden=32
