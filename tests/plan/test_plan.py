@@ -266,3 +266,16 @@ def test_training_goes_back_to_the_pyro_path_at_the_short_batch_and_repeats_the_
     assert "--compile plan: the execution plan (eager), verified against the Pyro path" in events
     assert ("--compile plan: back to the Pyro path: the model reached an unsupported site at plan step 15: "
             "plate 'short' is used as a sequential (iterated) plate") in events
+
+
+def test_a_changed_batch_shape_recompiles_and_every_step_still_agrees_with_pyro(tmp_path):
+    # digits: 1437 training points at batch 100, so every epoch ends with a batch of 37. Checking every step
+    # compares each compiled step, before and after the recompilation, with the Pyro path (within 1e-4).
+    from torch._dynamo.utils import counters
+
+    before = counters["stats"]["unique_graphs"]
+    run = api.train("vae", out=tmp_path / "run", epochs=2, seed=0, compile="full", plan_check_every=1, device="cpu",
+                    progress=False)
+    events = (run.path / "events.log").read_text()
+    assert "the execution plan (torch.compile), verified" in events and "back to the Pyro path" not in events
+    assert counters["stats"]["unique_graphs"] - before >= 2  # the batch of 37 got a graph of its own
