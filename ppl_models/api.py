@@ -119,14 +119,16 @@ class Run:
         return f"Run({str(self.path)!r}, model={self.config.model!r}, data={self.config.train.data!r})"
 
     def evaluate(self, split: str = "test", nll_samples: int = 1000, limit: int | None = None, data: str | None = None,
-                 seed: int = 0, batch_size: int = 100, progress: bool = True, data_dir: str | None = None,
-                 **inference) -> EvalResult:
+                 seed: int = 0, batch_size: int | None = None, progress: bool = True, data_dir: str | None = None,
+                 particle_chunk: int | None = None, **inference) -> EvalResult:
         """ELBO and importance-sampled NLL on ``split`` (or a ``data`` file), as ``ppl eval``; ``inference``
-        overrides the strategy for evaluation (``strategy``, ``local_steps``, ``local_lr``, ``local_tol``)."""
+        overrides the strategy for evaluation (``strategy``, ``local_steps``, ``local_lr``, ``local_tol``).
+        ``batch_size`` x ``particle_chunk`` is a pass: 100 x 100 on the CPU; on a GPU what is not given is
+        sized to its free memory (:mod:`ppl_models.evaluate.chunking`)."""
         from ppl_models.evaluate.run_eval import evaluate_run
 
         r = evaluate_run(self.path, split, nll_samples, limit, data_dir, self.device, seed, batch_size, progress,
-                         inference or None, data, self.checkpoint)
+                         inference or None, data, self.checkpoint, particle_chunk=particle_chunk)
         return EvalResult(**{f.name: r[f.name] for f in dataclasses.fields(EvalResult)})
 
     def sample(self, n: int = 64, mean: bool = False, seed: int = 0, data_dir: str | None = None) -> torch.Tensor:
