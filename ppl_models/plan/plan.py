@@ -53,25 +53,31 @@ class ExecutionPlan:
         through: runs the step's loss as ``through(loss_fn, x)`` (DistributedDataParallel's forward, so
             that it all-reduces the gradients in ``backward``); ``None``: ``loss_fn(x)``.
         loss_scale: the factor on the loss before ``backward`` (the world size under DDP, which averages).
+        compile_mode: ``torch.compile``'s mode with ``compiled``: ``default``, or ``reduce-overhead`` (CUDA graphs,
+            CUDA only: each step marks a new graph replay and copies the loss out of the graph's memory).
     """
 
     def __init__(self, objective, module: torch.nn.Module, optimizer: torch.optim.Optimizer, compiled: bool = False,
                  check_every: int = 0, compiled_rtol: float = COMPILED_RTOL, through: Callable | None = None,
-                 loss_scale: float = 1.0):
+                 loss_scale: float = 1.0, compile_mode: str = "default"):
         self.objective, self.module, self.optimizer = objective, module, optimizer
         self.compiled, self.check_every, self.compiled_rtol = compiled, check_every, compiled_rtol
         self.through, self.loss_scale = through, loss_scale
+        self.graphs = compiled and compile_mode == "reduce-overhead"  # CUDA graphs replay into reused memory
         self.steps = 0
         # The loss is compiled (one graph; AOTAutograd compiles its backward with it). zero_grad, backward() and the
         # fused Adam step stay outside: Dynamo breaks the graph at each of them (it does not trace the fused optimizer).
-        self._loss = torch.compile(self.loss) if compiled else self.loss
+        self._loss = torch.compile(self.loss, mode=None if compile_mode == "default" else compile_mode) if compiled \
+            else self.loss
+        if self.graphs:
+            self._compiled, self._loss = self._loss, self._graph_loss
 
     # -- building ---------------------------------------------------------------------------------
     @classmethod
     def build(cls, objective, module: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
               compiled: bool = False, check_every: int = 0,
               compiled_rtol: float = COMPILED_RTOL, through: Callable | None = None,
-              loss_scale: float = 1.0) -> tuple["ExecutionPlan | None", str]:
+              loss_scale: float = 1.0, compile_mode: str = "default") -> tuple["ExecutionPlan | None", str]:
         """The plan for this model, guide and objective on batch ``x``, or ``None`` and the reason it
         cannot have one; the random state is left as it was (so the first real step is unchanged).
         ``compiled_rtol``: how close a compiled plan must come to the Pyro path (eager: bit for bit);
@@ -80,8 +86,13 @@ class ExecutionPlan:
         if reason is not None:
             return None, reason
         if compiled:  # what Dynamo gets wrong (e.g. DReG's gradient hooks) shows here; then the eager plan
-            plan = cls(objective, module, optimizer, True, check_every, compiled_rtol, through, loss_scale)
-            why_not = plan.verify(x, exact=False)
+            plan = cls(objective, module, optimizer, True, check_every, compiled_rtol, through, loss_scale,
+                       compile_mode)
+            try:
+                why_not = plan.verify(x, exact=False)
+            except Exception as e:  # noqa: BLE001 - a compiler failure is a reason to run eagerly, not to stop
+                why_not = f"torch.compile failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
             if why_not is None:
                 return plan, "torch.compile"
         plan = cls(objective, module, optimizer, False, check_every, compiled_rtol, through, loss_scale)
@@ -158,6 +169,11 @@ class ExecutionPlan:
             state.restore()
             return None, f"the model reached an unsupported site at plan step {self.steps}: {e}"
         return self._update(loss), None
+
+    def _graph_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The compiled loss under CUDA graphs: a new replay begins, and the loss leaves the graph's memory."""
+        torch.compiler.cudagraph_mark_step_begin()
+        return self._compiled(x).clone()
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, rtol: float) -> bool:

@@ -279,3 +279,30 @@ def test_a_changed_batch_shape_recompiles_and_every_step_still_agrees_with_pyro(
     events = (run.path / "events.log").read_text()
     assert "the execution plan (torch.compile), verified" in events and "back to the Pyro path" not in events
     assert counters["stats"]["unique_graphs"] - before >= 2  # the batch of 37 got a graph of its own
+
+
+def test_the_cuda_graph_mode_steps_and_rechecks_on_the_cpu_too():
+    # reduce-overhead is CUDA graphs; on CPU tensors Inductor compiles without graphs, so this covers the plan's
+    # own part of the mode (a replay marked each step, the loss copied out), not the graphs themselves.
+    with pyro.validation_enabled(False):
+        module, obj, opt = fresh("vae", ("elbo", 1))
+        plan, reason = ExecutionPlan.build(obj, module, opt, batch(), compiled=True, check_every=2,
+                                           compile_mode="reduce-overhead")
+        assert plan is not None and reason == "torch.compile" and plan.graphs
+        for _ in range(2):
+            loss, why = plan.step(batch())
+            assert why is None and torch.isfinite(loss)
+
+
+def test_a_compiler_failure_falls_back_to_the_eager_plan(monkeypatch):
+    def broken(fn, mode=None):
+        def run(*args, **kwargs):
+            raise RuntimeError("backend exploded\nsecond line")
+        return run
+
+    monkeypatch.setattr("ppl_models.plan.plan.torch.compile", broken)
+    with pyro.validation_enabled(False):
+        module, obj, opt = fresh("vae", ("elbo", 1))
+        plan, reason = ExecutionPlan.build(obj, module, opt, batch(), compiled=True)
+    assert plan is not None and not plan.compiled
+    assert reason == "eager; torch.compile was refused: torch.compile failed: RuntimeError: backend exploded"
