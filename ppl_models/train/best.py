@@ -25,6 +25,7 @@ from typing import Any, Callable
 import torch
 
 from ppl_models.models.protocol import has_likelihood
+from ppl_models.train.distributed import World
 from ppl_models.train.checkpoint import (BEST, CheckpointWarning, checkpoint_path, load_checkpoint, load_latest,
                                          save_best)
 
@@ -36,19 +37,27 @@ def monitored(tc) -> str:
     return "valid_iwae" if tc.objective == "iwae" else "valid_elbo"
 
 
-def validation_bounds(model, data, guide_for: Callable, tc) -> dict[str, float]:
+def validation_bounds(model, data, guide_for: Callable, tc, world: World = World()) -> dict[str, float]:
     """Mean validation bounds in nats per point: ``valid_elbo``, plus ``valid_iwae`` (the IWAE-K bound,
     K = ``tc.particles``, from the same K draws, whose mean log w is then the ELBO) for iwae runs.
-    Read back to the host once. NaN for a model without likelihood (:func:`~ppl_models.models.protocol.has_likelihood`)."""
+    Read back to the host once. NaN for a model without likelihood (:func:`~ppl_models.models.protocol.has_likelihood`).
+    Under torchrun (``world``) each rank bounds its contiguous share of the split and the sums are all-reduced."""
     from ppl_models.evaluate.likelihood import per_datapoint_bounds  # evaluate reads run directories: import late
 
     iwae = tc.objective == "iwae"
     if not has_likelihood(model):  # an implicit model (a GAN without observation model): no bound exists
         return {"valid_elbo": math.nan, **({"valid_iwae": math.nan} if iwae else {})}
     k = tc.particles if iwae else 1
-    elbo, log_px = per_datapoint_bounds(model, data.valid_x, k, batch_size=1000 if k == 1 else 200,
-                                        guide_for=guide_for, y=data.valid_y)
-    values = torch.stack([elbo.mean(), log_px.mean()] if iwae else [elbo.mean()]).tolist()
+    x, y = data.valid_x, data.valid_y
+    if world.size > 1:
+        x, y = world.shard(x), None if y is None else world.shard(y)
+    elbo, log_px = per_datapoint_bounds(model, x, k, batch_size=1000 if k == 1 else 200, guide_for=guide_for, y=y)
+    if world.size == 1:
+        values = torch.stack([elbo.mean(), log_px.mean()] if iwae else [elbo.mean()]).tolist()
+    else:
+        n = torch.tensor(float(x.shape[0]), device=elbo.device)
+        total_elbo, total_log_px, count = world.sum(torch.stack([elbo.sum(), log_px.sum(), n])).tolist()
+        values = [total_elbo / count, total_log_px / count] if iwae else [total_elbo / count]
     return dict(zip(("valid_elbo", "valid_iwae"), values))
 
 

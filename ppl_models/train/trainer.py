@@ -323,8 +323,8 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         data, epoch = self.data, self.epochs_done + 1
-        bounds = self.world.broadcast(  # valid_elbo (, valid_iwae), computed by rank 0
-            validation_bounds(self.model, data, self.strategy.guide_for, self.tc) if self.world.writer else None)
+        # valid_elbo (, valid_iwae); under torchrun each rank bounds its share of the split
+        bounds = validation_bounds(self.model, data, self.strategy.guide_for, self.tc, self.world)
         valid_elbo = bounds["valid_elbo"]
         self._clock()
         train_loss = self.world.sum(self.epoch_loss).item() / data.train_x.shape[0]

@@ -64,7 +64,7 @@ def test_two_processes_end_where_one_process_on_the_combined_batch_does(tmp_path
     for name, value in a["model"].items():
         torch.testing.assert_close(b["model"][name], value, rtol=1e-5, atol=1e-6, msg=name)
     rows = [MetricsLog.read(r / "metrics.csv") for r in (one.path, tmp_path / "two")]
-    for r1, r2 in zip(*rows):  # the train loss is summed over the ranks; the validation bound is rank 0's
+    for r1, r2 in zip(*rows):  # train loss and validation bound: sums over the ranks' shares
         assert float(r2["train_loss"]) == pytest.approx(float(r1["train_loss"]), rel=1e-5)
         assert float(r2["valid_elbo"]) == pytest.approx(float(r1["valid_elbo"]), rel=1e-5)
     # rank 0 alone wrote: one lock holder, one set of files, sample grids once
