@@ -118,6 +118,25 @@ def test_the_execution_plan_runs_through_ddp_bit_for_bit(tmp_path):
         assert torch.equal(b["model"][name], value), name
 
 
+def test_sigterm_to_torchrun_stops_every_rank_at_a_check_with_a_checkpoint(tmp_path):
+    (tmp_path / "slow.py").write_text(SLOW_VAE)
+    out = tmp_path / "run"
+    args = [f"{tmp_path / 'slow.py'}:slow-vae", "--epochs", "6", "--batch-size", "50", "--log-every", "4",
+            "--hidden", "32", "--out", str(out)]
+    launcher = torchrun(*args, wait=False)
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.csv").exists() or len(MetricsLog.read(out / "metrics.csv")) < 1:
+        assert launcher.poll() is None and time.monotonic() < deadline, launcher.stdout.read()[-3000:]
+        time.sleep(0.05)
+    launcher.send_signal(signal.SIGTERM)  # torchrun passes it on to both ranks
+    printed, _ = launcher.communicate(timeout=120)
+    assert "stopped by SIGTERM after step" in printed
+    step = load_latest(out / "checkpoints")[1]["step"]
+    assert step % 4 == 0 or step % 29 == 0, step  # at an agreed check (every 4 steps, or an epoch's end: 29)
+    torchrun(*args, "--resume")
+    assert [int(r["epoch"]) for r in MetricsLog.read(out / "metrics.csv")] == [1, 2, 3, 4, 5, 6]
+
+
 def test_a_run_resumes_at_another_world_size(tmp_path):
     out = tmp_path / "run"
     torchrun("vae", "--epochs", "1", "--hidden", "32", "--out", str(out))
