@@ -14,7 +14,8 @@ if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with the
 
 def plot_curves(rows: list[dict[str, str]]) -> Figure:
     """Two panels, against step and against wall time: the train ELBO (``-train_loss``, the mean over
-    the epoch's steps) and the validation ELBO (at the epoch's end), in nats per data point.
+    the epoch's steps) and the validation ELBO (at the epoch's end), in nats per data point; an iwae
+    run's validation IWAE-K bound (``valid_iwae``) beside them.
 
     Args:
         rows: rows of a metrics file, as :meth:`MetricsLog.read` gives them.
@@ -25,15 +26,18 @@ def plot_curves(rows: list[dict[str, str]]) -> Figure:
         return [float(r[name]) for r in rows]
 
     train, valid = [-x for x in column("train_loss")], column("valid_elbo")
+    iwae = column("valid_iwae") if rows and all(r.get("valid_iwae") not in (None, "") for r in rows) else None
     fig = Figure(figsize=(11, 4), layout="tight")
     by_step, by_time = fig.subplots(1, 2, sharey=True)
     for ax, x, xlabel, title in ((by_step, column("step"), "optimizer step", "against step"),
                                  (by_time, column("elapsed_s"), "training wall time (s)", "against wall time")):
         ax.plot(x, train, marker="o", ms=3, label="train ELBO (−train loss, epoch mean)")
         ax.plot(x, valid, marker="o", ms=3, label="validation ELBO (epoch end)")
+        if iwae is not None:
+            ax.plot(x, iwae, marker="o", ms=3, label="validation IWAE-K bound (epoch end)")
         ax.set(xlabel=xlabel, title=title)
         ax.grid(alpha=0.3)
-    by_step.set_ylabel("ELBO (nats per data point)")
+    by_step.set_ylabel("bound (nats per data point)" if iwae is not None else "ELBO (nats per data point)")
     by_step.legend(fontsize=8)
     return fig
 

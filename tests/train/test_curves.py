@@ -52,3 +52,12 @@ def test_an_unwritable_figure_warns_and_keeps_the_run(tmp_path, digits, tiny_run
     model = fit(run, tiny_run_config(epochs=1), digits, progress=False)
     assert not model.training and len(MetricsLog.read(run.metrics_path)) == 1
     assert "warning: could not write" in capsys.readouterr().out
+
+
+def test_an_iwae_run_draws_its_validation_iwae_bound_too():
+    rows = [{"epoch": str(e), "step": str(10 * e), "train_loss": str(120.0 - e), "valid_elbo": str(-118.0 + e),
+             "valid_iwae": str(-116.0 + e), "epoch_time_s": "1.0", "elapsed_s": str(float(e))} for e in (1, 2)]
+    by_step, _ = plot_curves(rows).axes
+    train, valid, iwae = by_step.get_lines()
+    assert list(iwae.get_ydata()) == [-115.0, -114.0] and "IWAE" in iwae.get_label()
+    assert len(plot_curves([{**r, "valid_iwae": ""} for r in rows]).axes[0].get_lines()) == 2  # older rows
