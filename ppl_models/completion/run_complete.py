@@ -112,7 +112,8 @@ def complete_runs(runs: Sequence[str | os.PathLike], masks: Sequence[str], out: 
     for spec, mask in zip(masks, parsed):
         result = complete(models, data.x, mask.per_image(n), names, settings, spec, classifier)
         rows += [r.to_json() for r in result.rows]
-        title = f"{config.train.data} {split}: {spec} hidden"
+        hidden_share = float(mask.per_image(n).float().mean())  # quadrants:N names what stays visible
+        title = f"{config.train.data} {split}: mask {spec}, {hidden_share:.0%} of the pixels hidden"
         if result.completions:
             files.append(save_completion_figure(inside(out, f"{mask_slug(spec)}.png"), result.x, result.hidden,
                                                 result.completions, title))
