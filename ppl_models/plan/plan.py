@@ -32,6 +32,7 @@ from pyro.poutine.runtime import _PYRO_STACK
 
 from ppl_models.objectives.iwae import IWAE
 from ppl_models.objectives.reparam_elbo import ReparamELBO, _enumerated, _sample_sites
+from ppl_models.plan import partition
 from ppl_models.plan.handler import Frame, MinimalHandler, UnsupportedSite, installed
 from ppl_models.rng import TorchRNG
 
@@ -55,11 +56,13 @@ class ExecutionPlan:
         loss_scale: the factor on the loss before ``backward`` (the world size under DDP, which averages).
         compile_mode: ``torch.compile``'s mode with ``compiled``: ``default``, or ``reduce-overhead`` (CUDA graphs,
             CUDA only: each step marks a new graph replay and copies the loss out of the graph's memory).
+        partitioner: which tensors the compiled backward keeps (:mod:`ppl_models.plan.partition`): ``auto``
+            (``saved`` on the CPU, Inductor's ``min-cut`` on CUDA), ``saved`` or ``min-cut``.
     """
 
     def __init__(self, objective, module: torch.nn.Module, optimizer: torch.optim.Optimizer, compiled: bool = False,
                  check_every: int = 0, compiled_rtol: float = COMPILED_RTOL, through: Callable | None = None,
-                 loss_scale: float = 1.0, compile_mode: str = "default"):
+                 loss_scale: float = 1.0, compile_mode: str = "default", partitioner: str = "auto"):
         self.objective, self.module, self.optimizer = objective, module, optimizer
         self.compiled, self.check_every, self.compiled_rtol = compiled, check_every, compiled_rtol
         self.through, self.loss_scale = through, loss_scale
@@ -67,8 +70,9 @@ class ExecutionPlan:
         self.steps = 0
         # The loss is compiled (one graph; AOTAutograd compiles its backward with it). zero_grad, backward() and the
         # fused Adam step stay outside: Dynamo breaks the graph at each of them (it does not trace the fused optimizer).
-        self._loss = torch.compile(self.loss, mode=None if compile_mode == "default" else compile_mode) if compiled \
-            else self.loss
+        self.partitioner = partition.resolve(partitioner, _device(module))
+        self._loss = torch.compile(self.loss, options=partition.compile_options(compile_mode, self.partitioner)) \
+            if compiled else self.loss
         if self.graphs:
             self._compiled, self._loss = self._loss, self._graph_loss
 
@@ -77,17 +81,19 @@ class ExecutionPlan:
     def build(cls, objective, module: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
               compiled: bool = False, check_every: int = 0,
               compiled_rtol: float = COMPILED_RTOL, through: Callable | None = None,
-              loss_scale: float = 1.0, compile_mode: str = "default") -> tuple["ExecutionPlan | None", str]:
+              loss_scale: float = 1.0, compile_mode: str = "default",
+              partitioner: str = "auto") -> tuple["ExecutionPlan | None", str]:
         """The plan for this model, guide and objective on batch ``x``, or ``None`` and the reason it
         cannot have one; the random state is left as it was (so the first real step is unchanged).
         ``compiled_rtol``: how close a compiled plan must come to the Pyro path (eager: bit for bit);
-        ``through`` and ``loss_scale``: as the class takes them (the checks themselves run locally)."""
+        ``through``, ``loss_scale``, ``compile_mode``, ``partitioner``: as the class takes them (the checks
+        themselves run locally)."""
         reason = unsupported(objective, module, x)
         if reason is not None:
             return None, reason
         if compiled:  # what Dynamo gets wrong (e.g. DReG's gradient hooks) shows here; then the eager plan
             plan = cls(objective, module, optimizer, True, check_every, compiled_rtol, through, loss_scale,
-                       compile_mode)
+                       compile_mode, partitioner)
             try:
                 why_not = plan.verify(x, exact=False)
             except Exception as e:  # noqa: BLE001 - a compiler failure is a reason to run eagerly, not to stop
@@ -174,6 +180,10 @@ class ExecutionPlan:
         """The compiled loss under CUDA graphs: a new replay begins, and the loss leaves the graph's memory."""
         torch.compiler.cudagraph_mark_step_begin()
         return self._compiled(x).clone()
+
+
+def _device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters(), torch.empty(0)).device
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, rtol: float) -> bool:

@@ -295,7 +295,7 @@ def test_the_cuda_graph_mode_steps_and_rechecks_on_the_cpu_too():
 
 
 def test_a_compiler_failure_falls_back_to_the_eager_plan(monkeypatch):
-    def broken(fn, mode=None):
+    def broken(fn, options=None):
         def run(*args, **kwargs):
             raise RuntimeError("backend exploded\nsecond line")
         return run
