@@ -12,7 +12,7 @@ rows the standard gradient. Rounds alternate between the contenders so drifting 
 each ratio is the median over rounds of the paired ratio to ``hand`` (and, for the plan, to
 ``hand_compiled``), with its interquartile range. Usage:
 
-    OMP_NUM_THREADS=1 python benchmarks/plan_step.py --device cpu [--rounds 20] [--json]
+    OMP_NUM_THREADS=1 python benchmarks/plan_step.py --device cpu [--rounds 20] [--partitioner auto] [--json]
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from stock_svi import stock_svi  # noqa: E402
 
 from ppl_models.inference.strategy import fused_adam, svi_step  # noqa: E402
 from ppl_models.objectives import build_objective  # noqa: E402
-from ppl_models.plan import ExecutionPlan  # noqa: E402
+from ppl_models.plan import ExecutionPlan, partition  # noqa: E402
+from ppl_models.plan.partition import PARTITIONERS  # noqa: E402
 from ppl_models.registry import build_model, model_config  # noqa: E402
 from ppl_models.train.setup import resolve_device  # noqa: E402
 
@@ -53,8 +54,10 @@ def _hand_step(loss_fn, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> No
     optimizer.step()
 
 
-def contenders(objective: str, particles: int, x: torch.Tensor, device: torch.device) -> tuple[dict, str]:
-    """name -> a function running one step, and how the compiled plan was built."""
+def contenders(objective: str, particles: int, x: torch.Tensor, device: torch.device,
+               partitioner: str = "auto") -> tuple[dict, str]:
+    """name -> a function running one step, and how the compiled plan was built (its backward keeping the
+    tensors ``partitioner`` chooses: ``ppl_models.plan.partition``)."""
     pyro.set_rng_seed(0)
     nets = [build_model("vae", model_config("vae"), (28, 28)).to(device) for _ in range(4)]
     hands = [HandWrittenVAE().to(device) for _ in range(2)]
@@ -65,7 +68,8 @@ def contenders(objective: str, particles: int, x: torch.Tensor, device: torch.de
     objectives = [build_objective(objective, particles) for _ in range(3)]
     optimizers = [fused_adam(m, 1e-3) for m in (*nets, *hands)]
     plan, _ = ExecutionPlan.build(objectives[1], nets[1], optimizers[1], x)
-    compiled, how = ExecutionPlan.build(objectives[2], nets[2], optimizers[2], x, compiled=True)
+    compiled, how = ExecutionPlan.build(objectives[2], nets[2], optimizers[2], x, compiled=True,
+                                        partitioner=partitioner)
     if particles == 1:
         hand_loss = hands[0].loss
     else:
@@ -86,11 +90,12 @@ def contenders(objective: str, particles: int, x: torch.Tensor, device: torch.de
     return fns, how
 
 
-def bench(objective: str, particles: int, batch_size: int, device: torch.device, rounds: int, inner: int) -> dict:
+def bench(objective: str, particles: int, batch_size: int, device: torch.device, rounds: int, inner: int,
+          partitioner: str = "auto") -> dict:
     """Median ms per step of each contender and the paired ratios, for one case."""
     x = (torch.rand(batch_size, 28, 28, generator=torch.Generator().manual_seed(0)) < 0.13).float().to(device)
     with pyro.validation_enabled(False):
-        fns, how = contenders(objective, particles, x, device)
+        fns, how = contenders(objective, particles, x, device, partitioner)
         times: dict[str, list[float]] = {k: [] for k in fns}
         for r in range(rounds + 2):
             for name, fn in fns.items():
@@ -119,14 +124,17 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--inner", type=int, default=10, help="steps per timed block")
+    ap.add_argument("--partitioner", default="auto", choices=PARTITIONERS,
+                    help="what the compiled plan's backward keeps (auto: saved on the CPU, min-cut on CUDA)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     device = resolve_device(args.device)
-    results = [bench(o, k, b, device, args.rounds, args.inner) for o, k, b in CASES]
+    results = [bench(o, k, b, device, args.rounds, args.inner, args.partitioner) for o, k, b in CASES]
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"torch {torch.__version__}, pyro {pyro.__version__}, {torch.get_num_threads()} threads, device {device}")
+    print(f"torch {torch.__version__}, pyro {pyro.__version__}, {torch.get_num_threads()} threads, device {device}, "
+          f"compiled plan's partitioner {partition.resolve(args.partitioner, device)}")
     names = ["pyro_path", "plan", "plan_compiled", "hand", "hand_compiled", "stock"]
     print("| objective | K | batch | " + " | ".join(f"{n} (ms)" for n in names) +
           " | plan / hand | plan_compiled / hand | plan_compiled / hand_compiled | pyro_path / hand | stock / hand |")
