@@ -25,6 +25,7 @@ the Pyro path too, with nothing stepped and the random state as it was.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import torch
@@ -38,6 +39,11 @@ from ppl_models.rng import TorchRNG
 
 MODES = ("off", "plan", "full")  # off: Pyro path; plan: the plan, eager; full: the plan under torch.compile
 COMPILED_RTOL = 1e-4  # relative tolerance of a compiled step's loss and gradients against the Pyro path
+# Every plan compiles the same code (ExecutionPlan.loss), and Dynamo keeps one list of compiled entries per code:
+# without isolation the 9th plan in a process hit the recompile limit (8) and ran eagerly while reporting
+# torch.compile, and each plan's step also evaluated the other plans' guards. torch >= 2.13 can isolate them.
+ISOLATED = {"isolate_recompiles": True} if "isolate_recompiles" in inspect.signature(torch.compile).parameters \
+    else {}
 BF16_COMPILED_RTOL = 1e-2  # the same under --precision bf16 (8 significant bits: relative spacing 2^-8 = 4e-3)
 
 
@@ -71,8 +77,8 @@ class ExecutionPlan:
         # The loss is compiled (one graph; AOTAutograd compiles its backward with it). zero_grad, backward() and the
         # fused Adam step stay outside: Dynamo breaks the graph at each of them (it does not trace the fused optimizer).
         self.partitioner = partition.resolve(partitioner, _device(module))
-        self._loss = torch.compile(self.loss, options=partition.compile_options(compile_mode, self.partitioner)) \
-            if compiled else self.loss
+        options = partition.compile_options(compile_mode, self.partitioner)
+        self._loss = torch.compile(self.loss, options=options, **ISOLATED) if compiled else self.loss
         if self.graphs:
             self._compiled, self._loss = self._loss, self._graph_loss
 

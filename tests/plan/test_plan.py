@@ -11,11 +11,13 @@ import pytest
 import torch
 from pyro import poutine
 from torch import nn
+from torch._dynamo.utils import counters
 
 import ppl_models.api as api
 from ppl_models.inference.strategy import fused_adam, svi_step
 from ppl_models.objectives import build_objective
 from ppl_models.plan import ExecutionPlan, unsupported
+from ppl_models.plan import plan as plan_module
 from ppl_models.registry import available_models, build_model, get_model, model_config
 
 EVENT = (8, 8)
@@ -271,8 +273,7 @@ def test_training_goes_back_to_the_pyro_path_at_the_short_batch_and_repeats_the_
 def test_a_changed_batch_shape_recompiles_and_every_step_still_agrees_with_pyro(tmp_path):
     # digits: 1437 training points at batch 100, so every epoch ends with a batch of 37. Checking every step
     # compares each compiled step, before and after the recompilation, with the Pyro path (within 1e-4).
-    from torch._dynamo.utils import counters
-
+    torch._dynamo.reset()  # else Dynamo may compile the first graph dynamic, having seen another plan's shapes change
     before = counters["stats"]["unique_graphs"]
     run = api.train("vae", out=tmp_path / "run", epochs=2, seed=0, compile="full", plan_check_every=1, device="cpu",
                     progress=False)
@@ -294,8 +295,23 @@ def test_the_cuda_graph_mode_steps_and_rechecks_on_the_cpu_too():
             assert why is None and torch.isfinite(loss)
 
 
+@pytest.mark.skipif(not plan_module.ISOLATED, reason="this torch cannot isolate one torch.compile call's entries")
+def test_every_compiled_plan_in_a_process_compiles_its_own_graph(monkeypatch):
+    """All plans compile the same code (``ExecutionPlan.loss``); Dynamo's recompile limit (here 1) must count
+    per plan, or a later plan would run eagerly while reporting torch.compile."""
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    with pyro.validation_enabled(False):
+        for seed in range(3):
+            torch.manual_seed(seed)
+            module, obj, opt = fresh("vae", ("elbo", 1))
+            before = counters["stats"]["unique_graphs"]
+            plan, reason = ExecutionPlan.build(obj, module, opt, batch(), compiled=True)
+            assert reason == "torch.compile" and plan.step(batch())[1] is None
+            assert counters["stats"]["unique_graphs"] > before, f"plan {seed + 1} compiled no graph"
+
+
 def test_a_compiler_failure_falls_back_to_the_eager_plan(monkeypatch):
-    def broken(fn, options=None):
+    def broken(fn, options=None, **kwargs):
         def run(*args, **kwargs):
             raise RuntimeError("backend exploded\nsecond line")
         return run
