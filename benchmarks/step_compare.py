@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from step_contenders import CONTENDERS, EAGER, binary_batch, build, describe_device, paired, time_rounds  # noqa: E402
 
+from ppl_models.plan import partition  # noqa: E402
 from ppl_models.train.setup import resolve_device  # noqa: E402
 
 MODELS = [("vae", "elbo-analytic", 1), ("vae", "iwae", 5), ("vae", "iwae", 50), ("conv_vae", "elbo-analytic", 1)]
@@ -39,16 +40,17 @@ RATIOS = (("plan", "hand"), ("plan_compiled", "hand"), ("plan_compiled", "hand_c
 
 def bench_case(model: str, objective: str, particles: int, batch: int, device: torch.device, names: tuple[str, ...],
                rounds: int, inner: int, budget_s: float | None, hand_compile_mode: str,
-               plan_compile_mode: str = "default") -> dict:
+               plan_compile_mode: str = "default", plan_partitioner: str = "auto") -> dict:
     """Medians (ms per step), paired ratios and notes of one case."""
     t0 = time.perf_counter()
     x = binary_batch(batch, device)
-    fns, notes = build(model, objective, particles, x, names, hand_compile_mode, plan_compile_mode)
+    fns, notes = build(model, objective, particles, x, names, hand_compile_mode, plan_compile_mode, plan_partitioner)
     build_s = time.perf_counter() - t0
     left = None if budget_s is None else max(budget_s - build_s, 0.0)
     times = time_rounds(fns, device, rounds, inner, budget_s=left)
     return {"model": model, "objective": objective, "particles": particles, "batch_size": batch,
             "compile_modes": {"plan": plan_compile_mode, "hand": hand_compile_mode},
+            "plan_partitioner": partition.resolve(plan_partitioner, device),
             "rounds": len(next(iter(times.values()))), "notes": notes, "seconds": round(time.perf_counter() - t0, 1),
             "median_ms": {k: statistics.median(v) * 1e3 for k, v in times.items()},
             "ratios": {f"{a}/{b}": r for a, b in RATIOS if (r := paired(times, a, b)) is not None}}
@@ -67,6 +69,8 @@ def figure_line(r: dict) -> str:
 
     modes = r.get("compile_modes", {})
     modes = "" if set(modes.values()) <= {"default"} else f" [compile modes: plan {modes['plan']}, hand {modes['hand']}]"
+    if best == "plan_compiled":
+        modes += f" [plan partitioner: {r['plan_partitioner']}]"
     compiled = (f"plan_compiled {ms('plan_compiled')}, hand_compiled {ms('hand_compiled')}, "
                 if best == "plan_compiled" else "")
     extra = f", plan_compiled/hand {ratio('plan_compiled/hand')}" if best == "plan_compiled" else ""
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     help="torch.compile mode of the hand-written step (reduce-overhead: CUDA graphs, CUDA only)")
     ap.add_argument("--plan-compile-mode", default="default", choices=["default", "reduce-overhead", "max-autotune"],
                     help="torch.compile mode of the compiled plan (reduce-overhead: CUDA graphs, CUDA only)")
+    ap.add_argument("--plan-partitioner", default="auto", choices=partition.PARTITIONERS,
+                    help="what the compiled plan's backward keeps (auto: saved on the CPU, min-cut on CUDA)")
     ap.add_argument("--quick", action="store_true", help="smoke test: batch 16, 3 rounds of 2 steps, eager only")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -123,7 +129,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 continue
             share = left / (len(cases) - i)
         r = bench_case(model, objective, particles, batch, device, names, args.rounds, args.inner, share,
-                       args.hand_compile_mode, args.plan_compile_mode)
+                       args.hand_compile_mode, args.plan_compile_mode, args.plan_partitioner)
         results.append(r)
         print(figure_line(r), flush=True)
         for name, note in r["notes"].items():

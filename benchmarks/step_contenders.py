@@ -99,11 +99,12 @@ def compile_mode(requested: str, device: torch.device) -> str:
 
 
 def build(model_name: str, objective: str, particles: int, x: torch.Tensor, names: tuple[str, ...] = CONTENDERS,
-          hand_compile_mode: str = "default", plan_compile_mode: str = "default"
+          hand_compile_mode: str = "default", plan_compile_mode: str = "default", plan_partitioner: str = "auto"
           ) -> tuple[dict[str, Callable[[], object]], dict[str, str]]:
     """``{contender: one training step on x}`` and notes (how each plan was built, or why it is
     missing). The compiled plan uses ``plan_compile_mode`` (the trainer: ``default``; ``reduce-overhead``,
-    CUDA graphs, on CUDA only), the compiled hand-written step ``hand_compile_mode``."""
+    CUDA graphs, on CUDA only) and keeps for its backward what ``plan_partitioner`` chooses
+    (``ppl_models.plan.partition``); the compiled hand-written step uses ``hand_compile_mode``."""
     device = x.device
     pyro.set_rng_seed(0)
     base = build_model(model_name, model_config(model_name), (28, 28)).to(device)
@@ -121,7 +122,8 @@ def build(model_name: str, objective: str, particles: int, x: torch.Tensor, name
         if name in names:
             net = fresh()
             plan, how = ExecutionPlan.build(build_objective(objective, particles), net, fused_adam(net, 1e-3), x,
-                                            compiled=compiled, compile_mode=compile_mode(plan_compile_mode, device))
+                                            compiled=compiled, compile_mode=compile_mode(plan_compile_mode, device),
+                                            partitioner=plan_partitioner)
             notes[name] = how if plan is not None else f"refused: {how}"
             if plan is not None and (not compiled or how == "torch.compile"):
                 fns[name] = (lambda p: lambda: p.step(x))(plan)
