@@ -40,6 +40,7 @@ from stock_svi import stock_svi  # noqa: E402
 from ppl_models.inference.strategy import fused_adam, svi_step  # noqa: E402
 from ppl_models.objectives import build_objective  # noqa: E402
 from ppl_models.plan import ExecutionPlan  # noqa: E402
+from ppl_models.plan.plan import ISOLATED  # noqa: E402
 from ppl_models.registry import build_model, model_config  # noqa: E402
 
 CONTENDERS = ("pyro_path", "plan", "plan_compiled", "hand", "hand_compiled", "stock")
@@ -134,7 +135,8 @@ def build(model_name: str, objective: str, particles: int, x: torch.Tensor, name
                 lambda xb, h=hand: h.iwae_loss(xb, particles))
             if name == "hand_compiled":
                 mode = compile_mode(hand_compile_mode, device)
-                loss, notes[name] = torch.compile(loss, mode=mode), f"torch.compile(mode={mode!r})"
+                # its own Dynamo entries, as each plan has: the cases share the loss's code (ExecutionPlan's ISOLATED)
+                loss, notes[name] = torch.compile(loss, mode=mode, **ISOLATED), f"torch.compile(mode={mode!r})"
             opt = fused_adam(hand, 1e-3)
             fns[name] = (lambda f, o: lambda: _hand_step(f, o, x))(loss, opt)
     if "stock" in names:  # clears Pyro's param store: one stock contender is timed at a time
