@@ -5,14 +5,16 @@ Inductor's default, the min-cut partitioner, saves the smallest set of tensors a
 pointwise ops in the backward: for a ReLU it stores the bool mask ``out <= 0`` (1 byte an element)
 from the forward kernel. On the CPU that store is the costliest kernel of the compiled IWAE step:
 Inductor's vectorized bool store measured ~20x slower than eager's (``benchmarks/RESULTS.md``, "Why
-torch.compile slows IWAE on this CPU"), and the compiled IWAE K=5 step ran 1.10x the eager one.
+torch.compile slows IWAE on this CPU"), and the compiled IWAE K=5 plan ran 1.13x the hand-written
+eager step.
 
 AOTAutograd's *default* partition (``saved``) keeps what the joint graph's backward reads from the
 forward, as autograd would: for the ReLU its output, which the next layer's weight gradient needs anyway,
 so the mask is computed inside the backward's fused kernel and never stored. Measured on the CPU
 (``benchmarks/plan_step.py``, RESULTS.md, "The compiled plan's partitioner") it takes the compiled IWAE
-step from slower than the hand-written eager one to faster (K=5 and K=50). On CUDA the plan keeps Inductor's min-cut (built to save GPU memory traffic)
-until ``benchmarks/gpu_check.sh`` has measured both there.
+step from slower than the hand-written eager one to faster (K=5 and K=50). On CUDA the plan keeps
+Inductor's min-cut (built to save GPU memory traffic) until ``benchmarks/gpu_check.sh`` has measured
+both there.
 """
 
 from __future__ import annotations
