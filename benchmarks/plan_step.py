@@ -8,7 +8,8 @@
 6. ``stock``: Pyro's ``SVI(..., pyro.optim.Adam, TraceMeanField_ELBO()).step`` (ELBO rows only).
 
 The ELBO rows use the analytic-KL ELBO (``elbo-analytic``), as the hand-written loss does; the IWAE
-rows the standard gradient. Rounds alternate between the contenders so drifting load hits them alike;
+rows the standard gradient. Rounds alternate between the contenders, in an order shuffled each round
+(``step_contenders.time_rounds``), so drifting load and cache effects hit them alike;
 each ratio is the median over rounds of the paired ratio to ``hand`` (and, for the plan, to
 ``hand_compiled``), with its interquartile range. Usage:
 
@@ -21,7 +22,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import pyro
@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from handwritten import HandWrittenVAE  # noqa: E402
+from step_contenders import time_rounds  # noqa: E402
 from stock_svi import stock_svi  # noqa: E402
 
 from ppl_models.inference.strategy import fused_adam, svi_step  # noqa: E402
@@ -40,11 +41,6 @@ from ppl_models.train.setup import resolve_device  # noqa: E402
 
 CASES = [("elbo-analytic", 1, 16), ("elbo-analytic", 1, 100), ("elbo-analytic", 1, 1024), ("iwae", 5, 100),
          ("iwae", 50, 100)]  # (objective, particles K, batch)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _hand_step(loss_fn, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> None:
@@ -96,16 +92,7 @@ def bench(objective: str, particles: int, batch_size: int, device: torch.device,
     x = (torch.rand(batch_size, 28, 28, generator=torch.Generator().manual_seed(0)) < 0.13).float().to(device)
     with pyro.validation_enabled(False):
         fns, how = contenders(objective, particles, x, device, partitioner)
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        for r in range(rounds + 2):
-            for name, fn in fns.items():
-                _sync(device)
-                t0 = time.perf_counter()
-                for _ in range(inner):
-                    fn()
-                _sync(device)
-                if r >= 2:  # two warm-up rounds (compilation happens in the first)
-                    times[name].append((time.perf_counter() - t0) / inner)
+        times = time_rounds(fns, device, rounds, inner)  # two warm-up rounds: compilation happens in the first
 
     def paired(name: str, reference: str) -> list[float]:
         ratios = sorted(a / b for a, b in zip(times[name], times[reference]))
