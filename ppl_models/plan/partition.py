@@ -27,13 +27,25 @@ PARTITIONERS = ("auto", "saved", "min-cut")  # auto: saved on the CPU, min-cut o
 
 
 def resolve(partitioner: str, device: torch.device) -> str:
-    """The partitioner ``auto`` stands for on ``device`` (``saved`` on the CPU, ``min-cut`` elsewhere);
-    others are returned as they are. Raises ``ValueError`` naming an unknown one."""
+    """The partitioner ``auto`` stands for on ``device`` (``saved`` on the CPU where this torch's
+    Inductor takes a custom partitioner, ``min-cut`` otherwise); others are returned as they are.
+    Raises ``ValueError`` naming an unknown one, or ``saved`` where this torch cannot use it.
+    Imports Inductor (about a second) when the answer could be ``saved``."""
     if partitioner not in PARTITIONERS:
         raise ValueError(f"unknown partitioner {partitioner!r}; choose one of {', '.join(PARTITIONERS)}")
     if partitioner == "auto":
-        return "saved" if device.type == "cpu" else "min-cut"
+        return "saved" if device.type == "cpu" and saved_available() else "min-cut"
+    if partitioner == "saved" and not saved_available():
+        raise ValueError(f"partitioner 'saved' needs Inductor's custom_partitioner_fn option, which torch "
+                         f"{torch.__version__} does not have; use 'min-cut'")
     return partitioner
+
+
+def saved_available() -> bool:
+    """Whether this torch's Inductor takes a custom partitioner (``custom_partitioner_fn``)."""
+    import torch._inductor.config as config
+
+    return hasattr(config, "custom_partitioner_fn")
 
 
 def compile_options(mode: str, partitioner: str) -> dict[str, Any]:

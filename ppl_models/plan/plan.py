@@ -63,7 +63,8 @@ class ExecutionPlan:
         compile_mode: ``torch.compile``'s mode with ``compiled``: ``default``, or ``reduce-overhead`` (CUDA graphs,
             CUDA only: each step marks a new graph replay and copies the loss out of the graph's memory).
         partitioner: which tensors the compiled backward keeps (:mod:`ppl_models.plan.partition`): ``auto``
-            (``saved`` on the CPU, Inductor's ``min-cut`` on CUDA), ``saved`` or ``min-cut``.
+            (``saved`` on the CPU, Inductor's ``min-cut`` on CUDA), ``saved`` or ``min-cut``; the attribute
+            holds the resolved one (``None`` for an eager plan).
     """
 
     def __init__(self, objective, module: torch.nn.Module, optimizer: torch.optim.Optimizer, compiled: bool = False,
@@ -76,9 +77,9 @@ class ExecutionPlan:
         self.steps = 0
         # The loss is compiled (one graph; AOTAutograd compiles its backward with it). zero_grad, backward() and the
         # fused Adam step stay outside: Dynamo breaks the graph at each of them (it does not trace the fused optimizer).
-        self.partitioner = partition.resolve(partitioner, _device(module))
-        options = partition.compile_options(compile_mode, self.partitioner)
-        self._loss = torch.compile(self.loss, options=options, **ISOLATED) if compiled else self.loss
+        self.partitioner = partition.resolve(partitioner, _device(module)) if compiled else None
+        self._loss = self.loss if not compiled else torch.compile(
+            self.loss, options=partition.compile_options(compile_mode, self.partitioner), **ISOLATED)
         if self.graphs:
             self._compiled, self._loss = self._loss, self._graph_loss
 

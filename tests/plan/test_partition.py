@@ -25,6 +25,14 @@ def test_auto_is_saved_on_the_cpu_and_min_cut_on_cuda():
     assert partition.resolve("saved", torch.device("cuda")) == "saved"
 
 
+def test_a_torch_without_custom_partitioners_gets_min_cut_or_a_named_refusal(monkeypatch):
+    monkeypatch.setattr(partition, "saved_available", lambda: False)
+    assert partition.resolve("auto", torch.device("cpu")) == "min-cut"
+    with pytest.raises(ValueError, match=r"partitioner 'saved' needs Inductor's custom_partitioner_fn option, "
+                                         r"which torch .* does not have; use 'min-cut'"):
+        partition.resolve("saved", torch.device("cpu"))
+
+
 def test_an_unknown_partitioner_is_named():
     with pytest.raises(ValueError, match="unknown partitioner 'greedy'; choose one of auto, saved, min-cut"):
         partition.resolve("greedy", torch.device("cpu"))
