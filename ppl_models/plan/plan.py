@@ -39,12 +39,12 @@ from ppl_models.rng import TorchRNG
 
 MODES = ("off", "plan", "full")  # off: Pyro path; plan: the plan, eager; full: the plan under torch.compile
 COMPILED_RTOL = 1e-4  # relative tolerance of a compiled step's loss and gradients against the Pyro path
-# Every plan compiles the same code (ExecutionPlan.loss), and Dynamo keeps one list of compiled entries per code:
-# without isolation the 9th plan in a process hit the recompile limit (8) and ran eagerly while reporting
-# torch.compile, and each plan's step also evaluated the other plans' guards. torch >= 2.13 can isolate them.
+BF16_COMPILED_RTOL = 1e-2  # the same under --precision bf16 (8 significant bits: relative spacing 2^-8 = 4e-3)
+# Every plan compiles the same code (ExecutionPlan.loss), and Dynamo keeps one list of compiled entries per code
+# object: without isolation the 9th plan in a process hit the recompile limit (8) and ran eagerly while reporting
+# torch.compile. Newer torch (2.13 here) gives each torch.compile call its own entries; older torch has no option.
 ISOLATED = {"isolate_recompiles": True} if "isolate_recompiles" in inspect.signature(torch.compile).parameters \
     else {}
-BF16_COMPILED_RTOL = 1e-2  # the same under --precision bf16 (8 significant bits: relative spacing 2^-8 = 4e-3)
 
 
 class ExecutionPlan:
