@@ -77,9 +77,11 @@ class ExecutionPlan:
         self.steps = 0
         # The loss is compiled (one graph; AOTAutograd compiles its backward with it). zero_grad, backward() and the
         # fused Adam step stay outside: Dynamo breaks the graph at each of them (it does not trace the fused optimizer).
+        # fallback_random: the random ops run as ATen's, so the compiled loss draws the eager plan's numbers (with
+        # Inductor's own random lowering the two-layer VAE's compiled loss differed from the Pyro path's by 2e-4).
         self.partitioner = partition.resolve(partitioner, _device(module)) if compiled else None
-        self._loss = self.loss if not compiled else torch.compile(
-            self.loss, options=partition.compile_options(compile_mode, self.partitioner), **ISOLATED)
+        options = {**partition.compile_options(compile_mode, self.partitioner), "fallback_random": True}
+        self._loss = torch.compile(self.loss, options=options, **ISOLATED) if compiled else self.loss
         if self.graphs:
             self._compiled, self._loss = self._loss, self._graph_loss
 
