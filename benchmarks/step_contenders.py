@@ -15,8 +15,9 @@ and steps the same batch:
   IWAE bound, Li & Turner 2016) with vectorized particles.
 
 All but ``stock`` use the same fused Adam (``ppl_models.inference.strategy.fused_adam``). Rounds
-alternate between the contenders so that drifting load hits them alike (:func:`time_rounds`); a
-ratio is the median over rounds of the per-round paired ratio (:func:`paired`).
+alternate between the contenders, in an order shuffled each round, so that drifting load and cache
+effects hit them alike (:func:`time_rounds`); a ratio is the median over rounds of the per-round
+paired ratio (:func:`paired`).
 """
 
 from __future__ import annotations
@@ -123,9 +124,12 @@ def build(model_name: str, objective: str, particles: int, x: torch.Tensor, name
     for name, compiled in (("plan", False), ("plan_compiled", True)):
         if name in names:
             net = fresh()
-            plan, how = ExecutionPlan.build(build_objective(objective, particles), net, fused_adam(net, 1e-3), x,
-                                            compiled=compiled, compile_mode=compile_mode(plan_compile_mode, device),
-                                            partitioner=plan_partitioner)
+            # built under the validation setting time_rounds steps it with: Dynamo guards on Pyro's and torch's
+            # validation flags, and a plan compiled under the other setting recompiled at its first timed step
+            with pyro.validation_enabled(False):
+                plan, how = ExecutionPlan.build(build_objective(objective, particles), net, fused_adam(net, 1e-3), x,
+                                                compiled=compiled, compile_mode=compile_mode(plan_compile_mode, device),
+                                                partitioner=plan_partitioner)
             notes[name] = how if plan is not None else f"refused: {how}"
             if plan is not None and (not compiled or how == "torch.compile"):
                 fns[name] = (lambda p: lambda: p.step(x))(plan)
