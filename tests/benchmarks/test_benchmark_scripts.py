@@ -129,3 +129,14 @@ def test_select_quickstart_scores_every_candidate(tmp_path):
     rows = select.main(["--latent-dims", "2", "3", "--obs-scales", "0.3", "--epochs", "1", "--out", str(tmp_path)])
     assert [(r["latent_dim"], r["obs_scale"]) for r in rows] == [(2, 0.3), (3, 0.3)]
     assert all(0 <= r["recognisable"] <= 64 and 0 < r["mean_confidence"] <= 1 for r in rows)
+
+
+def test_plan_models_script_times_each_path_and_names_how_the_plan_was_built(capsys):
+    out = importlib.import_module("plan_models").main(["--models", "autoencoder", "--batch-size", "4",
+                                                       "--rounds", "2", "--inner", "1", "--json"])
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(out))
+    (r,) = out
+    assert r["model"] == "autoencoder" and r["notes"]["plan"] == "eager"
+    assert r["notes"]["plan_compiled"] == "torch.compile"
+    assert all(_positive_finite(v) for v in r["median_ms"].values()) and len(r["median_ms"]) == 3
+    assert all(_positive_finite(q) for k in ("plan/pyro_path", "plan_compiled/pyro_path") for q in r["ratios"][k])
