@@ -29,13 +29,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from handwritten import HandWrittenVAE  # noqa: E402
-from step_contenders import time_rounds  # noqa: E402
+from step_contenders import paired, time_rounds  # noqa: E402
 from stock_svi import stock_svi  # noqa: E402
 
 from ppl_models.inference.strategy import fused_adam, svi_step  # noqa: E402
 from ppl_models.objectives import build_objective  # noqa: E402
 from ppl_models.plan import ExecutionPlan, partition  # noqa: E402
-from ppl_models.plan.partition import PARTITIONERS  # noqa: E402
 from ppl_models.registry import build_model, model_config  # noqa: E402
 from ppl_models.train.setup import resolve_device  # noqa: E402
 
@@ -94,13 +93,8 @@ def bench(objective: str, particles: int, batch_size: int, device: torch.device,
         fns, how = contenders(objective, particles, x, device, partitioner)
         times = time_rounds(fns, device, rounds, inner)  # two warm-up rounds: compilation happens in the first
 
-    def paired(name: str, reference: str) -> list[float]:
-        ratios = sorted(a / b for a, b in zip(times[name], times[reference]))
-        q = statistics.quantiles(ratios, n=4)
-        return [statistics.median(ratios), q[0], q[2]]
-
-    ratios = {f"{n}/hand": paired(n, "hand") for n in fns if n != "hand"}
-    ratios.update({f"{n}/hand_compiled": paired(n, "hand_compiled") for n in ("plan", "plan_compiled")})
+    ratios = {f"{n}/hand": paired(times, n, "hand") for n in fns if n != "hand"}
+    ratios.update({f"{n}/hand_compiled": paired(times, n, "hand_compiled") for n in ("plan", "plan_compiled")})
     return {"objective": objective, "particles": particles, "batch_size": batch_size, "compiled_plan": how,
             "median_ms": {k: statistics.median(v) * 1e3 for k, v in times.items()}, "ratios": ratios}
 
@@ -111,7 +105,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--inner", type=int, default=10, help="steps per timed block")
-    ap.add_argument("--partitioner", default="auto", choices=PARTITIONERS,
+    ap.add_argument("--partitioner", default="auto", choices=partition.PARTITIONERS,
                     help="what the compiled plan's backward keeps (auto: saved on the CPU, min-cut on CUDA)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()

@@ -79,9 +79,11 @@ class ExecutionPlan:
         # fused Adam step stay outside: Dynamo breaks the graph at each of them (it does not trace the fused optimizer).
         # fallback_random: the random ops run as ATen's, so the compiled loss draws the eager plan's numbers (with
         # Inductor's own random lowering the two-layer VAE's compiled loss differed from the Pyro path's by 2e-4).
-        self.partitioner = partition.resolve(partitioner, _device(module)) if compiled else None
-        options = {**partition.compile_options(compile_mode, self.partitioner), "fallback_random": True}
-        self._loss = torch.compile(self.loss, options=options, **ISOLATED) if compiled else self.loss
+        self.partitioner, self._loss = None, self.loss
+        if compiled:  # (the options import Inductor, which an eager plan does not need)
+            self.partitioner = partition.resolve(partitioner, _device(module))
+            options = {**partition.compile_options(compile_mode, self.partitioner), "fallback_random": True}
+            self._loss = torch.compile(self.loss, options=options, **ISOLATED)
         if self.graphs:
             self._compiled, self._loss = self._loss, self._graph_loss
 
