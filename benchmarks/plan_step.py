@@ -13,7 +13,8 @@ rows the standard gradient. Rounds alternate between the contenders, in an order
 each ratio is the median over rounds of the paired ratio to ``hand`` (and, for the plan, to
 ``hand_compiled``), with its interquartile range. Usage:
 
-    OMP_NUM_THREADS=1 python benchmarks/plan_step.py --device cpu [--rounds 20] [--partitioner auto] [--json]
+    OMP_NUM_THREADS=1 python benchmarks/plan_step.py --device cpu [--rounds 20] [--partitioner auto]
+        [--optimizer-step direct|torch] [--cases 0 1] [--json]
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ def _hand_step(loss_fn, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> No
 
 
 def contenders(objective: str, particles: int, x: torch.Tensor, device: torch.device,
-               partitioner: str = "auto") -> tuple[dict, str]:
+               partitioner: str = "auto", direct_step: bool = True) -> tuple[dict, str]:
     """name -> a function running one step, and how the compiled plan was built (its backward keeping the
-    tensors ``partitioner`` chooses: ``ppl_models.plan.partition``)."""
+    tensors ``partitioner`` chooses: ``ppl_models.plan.partition``; the plans' Adam stepped through
+    ``ppl_models.plan.optimizer_step.DirectAdamStep`` with ``direct_step``, else ``optimizer.step()``)."""
     pyro.set_rng_seed(0)
     nets = [build_model("vae", model_config("vae"), (28, 28)).to(device) for _ in range(4)]
     hands = [HandWrittenVAE().to(device) for _ in range(2)]
@@ -62,9 +64,9 @@ def contenders(objective: str, particles: int, x: torch.Tensor, device: torch.de
         net.load_state_dict(nets[0].state_dict())
     objectives = [build_objective(objective, particles) for _ in range(3)]
     optimizers = [fused_adam(m, 1e-3) for m in (*nets, *hands)]
-    plan, _ = ExecutionPlan.build(objectives[1], nets[1], optimizers[1], x)
+    plan, _ = ExecutionPlan.build(objectives[1], nets[1], optimizers[1], x, direct_step=direct_step)
     compiled, how = ExecutionPlan.build(objectives[2], nets[2], optimizers[2], x, compiled=True,
-                                        partitioner=partitioner)
+                                        partitioner=partitioner, direct_step=direct_step)
     if particles == 1:
         hand_loss = hands[0].loss
     else:
@@ -86,11 +88,11 @@ def contenders(objective: str, particles: int, x: torch.Tensor, device: torch.de
 
 
 def bench(objective: str, particles: int, batch_size: int, device: torch.device, rounds: int, inner: int,
-          partitioner: str = "auto") -> dict:
+          partitioner: str = "auto", direct_step: bool = True) -> dict:
     """Median ms per step of each contender and the paired ratios, for one case."""
     x = (torch.rand(batch_size, 28, 28, generator=torch.Generator().manual_seed(0)) < 0.13).float().to(device)
     with pyro.validation_enabled(False):
-        fns, how = contenders(objective, particles, x, device, partitioner)
+        fns, how = contenders(objective, particles, x, device, partitioner, direct_step)
         times = time_rounds(fns, device, rounds, inner)  # two warm-up rounds: compilation happens in the first
 
     ratios = {f"{n}/hand": paired(times, n, "hand") for n in fns if n != "hand"}
@@ -107,15 +109,22 @@ def main() -> None:
     ap.add_argument("--inner", type=int, default=10, help="steps per timed block")
     ap.add_argument("--partitioner", default="auto", choices=partition.PARTITIONERS,
                     help="what the compiled plan's backward keeps (auto: saved on the CPU, min-cut on CUDA)")
+    ap.add_argument("--optimizer-step", default="direct", choices=("direct", "torch"),
+                    help="the plans' Adam step: the fused kernel called directly (the plan's default), or "
+                         "optimizer.step() as the hand-written step calls it")
+    ap.add_argument("--cases", type=int, nargs="*", help="indices into CASES to run (default: all)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     device = resolve_device(args.device)
-    results = [bench(o, k, b, device, args.rounds, args.inner, args.partitioner) for o, k, b in CASES]
+    cases = CASES if not args.cases else [CASES[i] for i in args.cases]
+    results = [bench(o, k, b, device, args.rounds, args.inner, args.partitioner, args.optimizer_step == "direct")
+               for o, k, b in cases]
     if args.json:
         print(json.dumps(results, indent=2))
         return
     print(f"torch {torch.__version__}, pyro {pyro.__version__}, {torch.get_num_threads()} threads, device {device}, "
-          f"compiled plan's partitioner {partition.resolve(args.partitioner, device)}")
+          f"compiled plan's partitioner {partition.resolve(args.partitioner, device)}, plans' Adam step "
+          f"{args.optimizer_step}")
     names = ["pyro_path", "plan", "plan_compiled", "hand", "hand_compiled", "stock"]
     print("| objective | K | batch | " + " | ".join(f"{n} (ms)" for n in names) +
           " | plan / hand | plan_compiled / hand | plan_compiled / hand_compiled | pyro_path / hand | stock / hand |")

@@ -13,7 +13,9 @@ Built on the first batch (:meth:`ExecutionPlan.build`):
 3. **Step** with the handler's traces fed to the objective's own ``loss_from_traces`` (the ELBO,
    the analytic-KL ELBO, IWAE with every gradient estimator: the same code as the Pyro path), then
    backward and the optimizer step; with ``compiled``, the loss (and with it its backward graph) runs
-   under ``torch.compile`` as one graph.
+   under ``torch.compile`` as one graph. A fused Adam steps through
+   :class:`~ppl_models.plan.optimizer_step.DirectAdamStep` (its kernel without ``Optimizer.step``'s
+   per-step Python; bit-identical).
 
 The model's Python code runs every step, so its control flow is respected; a changed batch shape
 makes Dynamo recompile (its guards), never a wrong answer. With ``check_every = N`` the plan
@@ -35,6 +37,7 @@ from ppl_models.objectives.iwae import IWAE
 from ppl_models.objectives.reparam_elbo import ReparamELBO, _enumerated, _sample_sites
 from ppl_models.plan import partition
 from ppl_models.plan.handler import Frame, MinimalHandler, UnsupportedSite, installed
+from ppl_models.plan.optimizer_step import stepper
 from ppl_models.rng import TorchRNG
 
 MODES = ("off", "plan", "full")  # off: Pyro path; plan: the plan, eager; full: the plan under torch.compile
@@ -65,12 +68,16 @@ class ExecutionPlan:
         partitioner: which tensors the compiled backward keeps (:mod:`ppl_models.plan.partition`): ``auto``
             (``saved`` on the CPU, Inductor's ``min-cut`` on CUDA), ``saved`` or ``min-cut``; the attribute
             holds the resolved one (``None`` for an eager plan).
+        direct_step: step a fused Adam through :class:`~ppl_models.plan.optimizer_step.DirectAdamStep`
+            (bit-identical to ``optimizer.step()``); ``False``: ``optimizer.zero_grad`` and ``optimizer.step``.
     """
 
     def __init__(self, objective, module: torch.nn.Module, optimizer: torch.optim.Optimizer, compiled: bool = False,
                  check_every: int = 0, compiled_rtol: float = COMPILED_RTOL, through: Callable | None = None,
-                 loss_scale: float = 1.0, compile_mode: str = "default", partitioner: str = "auto"):
+                 loss_scale: float = 1.0, compile_mode: str = "default", partitioner: str = "auto",
+                 direct_step: bool = True):
         self.objective, self.module, self.optimizer = objective, module, optimizer
+        self.stepper = stepper(optimizer, direct_step)
         self.compiled, self.check_every, self.compiled_rtol = compiled, check_every, compiled_rtol
         self.through, self.loss_scale = through, loss_scale
         self.graphs = compiled and compile_mode == "reduce-overhead"  # CUDA graphs replay into reused memory
@@ -93,18 +100,18 @@ class ExecutionPlan:
               compiled: bool = False, check_every: int = 0,
               compiled_rtol: float = COMPILED_RTOL, through: Callable | None = None,
               loss_scale: float = 1.0, compile_mode: str = "default",
-              partitioner: str = "auto") -> tuple["ExecutionPlan | None", str]:
+              partitioner: str = "auto", direct_step: bool = True) -> tuple["ExecutionPlan | None", str]:
         """The plan for this model, guide and objective on batch ``x``, or ``None`` and the reason it
         cannot have one; the random state is left as it was (so the first real step is unchanged).
         ``compiled_rtol``: how close a compiled plan must come to the Pyro path (eager: bit for bit);
-        ``through``, ``loss_scale``, ``compile_mode``, ``partitioner``: as the class takes them (the checks
-        themselves run locally)."""
+        ``through``, ``loss_scale``, ``compile_mode``, ``partitioner``, ``direct_step``: as the class takes
+        them (the checks themselves run locally)."""
         reason = unsupported(objective, module, x)
         if reason is not None:
             return None, reason
         if compiled:  # what Dynamo gets wrong (e.g. DReG's gradient hooks) shows here; then the eager plan
             plan = cls(objective, module, optimizer, True, check_every, compiled_rtol, through, loss_scale,
-                       compile_mode, partitioner)
+                       compile_mode, partitioner, direct_step)
             try:
                 why_not = plan.verify(x, exact=False)
             except Exception as e:  # noqa: BLE001 - a compiler failure is a reason to run eagerly, not to stop
@@ -112,7 +119,8 @@ class ExecutionPlan:
 
             if why_not is None:
                 return plan, "torch.compile"
-        plan = cls(objective, module, optimizer, False, check_every, compiled_rtol, through, loss_scale)
+        plan = cls(objective, module, optimizer, False, check_every, compiled_rtol, through, loss_scale,
+                   direct_step=direct_step)
         reason = plan.verify(x, exact=True)
         if reason is not None:
             return None, reason
@@ -163,9 +171,9 @@ class ExecutionPlan:
 
     def _update(self, loss: torch.Tensor) -> torch.Tensor:
         """Backward through the plan's ``loss`` and step the optimizer; returns the loss detached."""
-        self.optimizer.zero_grad(set_to_none=True)
+        self.stepper.zero_grad()
         (loss * self.loss_scale if self.loss_scale != 1.0 else loss).backward()
-        self.optimizer.step()
+        self.stepper.step()
         return loss.detach()
 
     def step(self, x: torch.Tensor) -> tuple[torch.Tensor | None, str | None]:

@@ -55,8 +55,8 @@ def applicable(name: str, objective: tuple) -> bool:
 @pytest.mark.parametrize("objective", OBJECTIVES, ids=lambda o: "-".join(map(str, o)))
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_plan_steps_equal_the_pyro_path_bit_for_bit(name, objective):
-    """Three SVI steps through the eager plan end with exactly the parameters of three Pyro-path steps
-    from the same seed; a model the plan does not support gets its reason."""
+    """Three SVI steps through the eager plan (its direct Adam step included) end with exactly the parameters
+    of three Pyro-path steps from the same seed; a model the plan does not support gets its reason."""
     if not applicable(name, objective):
         pytest.skip("the objective itself refuses this model")
     x = batch()
@@ -67,6 +67,7 @@ def test_plan_steps_equal_the_pyro_path_bit_for_bit(name, objective):
             assert plan is None and reason == EXPECTED[name]
             return
         assert plan is not None, reason
+        assert type(plan.stepper).__name__ == "DirectAdamStep"  # steps 2 and 3 are its (1 creates Adam's state)
         torch.manual_seed(5)
         plan_losses = [plan.step(x)[0] for _ in range(3)]
         planned = {k: v.clone() for k, v in module.state_dict().items()}

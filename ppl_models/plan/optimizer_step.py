@@ -1,0 +1,134 @@
+"""The plan's optimizer step: the fused Adam kernel called directly, without ``Optimizer.step``'s Python.
+
+``torch.optim.Adam(fused=True).step()`` runs one kernel over all parameters (``torch._fused_adam_``),
+but first, every step, Python that re-derives what does not change between steps: the profiler
+context, ``_init_group``'s per-parameter checks and lists, grouping the tensors by device and dtype.
+For the MLP VAE's 8 parameters that is about 74 us of a 400 us step on this CPU, 4% of a batch-16
+training step (``benchmarks/RESULTS.md``, "The plan's optimizer step"). Dynamo cannot compile the
+fused step, and the compiled single-tensor Adam measured 2.3x slower on the CPU, so the plan does what
+compiling it would: :class:`DirectAdamStep` makes the same two calls ``Adam.step`` ends in
+(``torch._foreach_add_`` on the step counts, then ``torch._fused_adam_``), with the same arguments, on
+the optimizer's own state tensors. The parameters and state are bit-identical to ``optimizer.step()``'s
+(``tests/plan/test_optimizer_step.py``), checkpoints hold the same state, and the optimizer's step
+hooks (the trainer's gradient clipping and non-finite checks) run as ``step()`` runs them.
+
+A step it cannot take exactly is ``optimizer.step()``'s: the first (Adam creates its state there), a
+parameter without a gradient (Adam skips it), parameters on several devices or dtypes, a ``step``
+replaced on the instance (an LR scheduler's counting wrapper), and any hook that returns new arguments.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+
+import torch
+from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+
+_FIXED = {"amsgrad": False, "maximize": False, "capturable": False, "differentiable": False, "fused": True}
+
+
+class DirectAdamStep:
+    """``zero_grad(set_to_none=True)`` and ``step()`` of a fused ``torch.optim.Adam``; see the module docstring.
+
+    Build it with :meth:`of`, which returns ``None`` for an optimizer it does not cover (another
+    class, or Adam without ``fused=True``, with ``amsgrad``, ``maximize``, ``capturable``, ``differentiable``
+    or a tensor learning rate); the caller then uses the optimizer itself.
+
+    Args:
+        optimizer: the fused Adam it steps; hyperparameters are read from its ``param_groups`` each step,
+            so a changed learning rate takes effect as it does for ``optimizer.step()``.
+    """
+
+    def __init__(self, optimizer: torch.optim.Adam):
+        self.optimizer = optimizer
+
+    @classmethod
+    def of(cls, optimizer: torch.optim.Optimizer) -> "DirectAdamStep | None":
+        """The direct step for ``optimizer``, or ``None`` where it is not a fused Adam it can step exactly."""
+        if type(optimizer) is not torch.optim.Adam or not hasattr(torch, "_fused_adam_"):
+            return None
+        for group in optimizer.param_groups:
+            if any(group.get(k) != v for k, v in _FIXED.items()) or group.get("decoupled_weight_decay", False):
+                return None
+            if isinstance(group["lr"], torch.Tensor) or any(isinstance(b, torch.Tensor) for b in group["betas"]):
+                return None
+        return cls(optimizer)
+
+    def zero_grad(self) -> None:
+        """``optimizer.zero_grad(set_to_none=True)``: every parameter's gradient becomes ``None``."""
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    def step(self) -> None:
+        """One Adam step, bit-identical to ``optimizer.step()`` (which it calls where it cannot be exact)."""
+        opt = self.optimizer
+        if "step" in vars(opt) or not self._ready():  # something wrapped this optimizer's step, or see _ready
+            opt.step()
+            return
+        args = (opt,)  # what Optimizer.step hands its hooks: the call's arguments, self included
+        pre_hooks = [*_global_optimizer_pre_hooks.values(), *opt._optimizer_step_pre_hooks.values()]
+        for hook in pre_hooks:
+            if hook(opt, args, {}) is not None:
+                raise RuntimeError(f"optimizer step pre-hook {hook!r} returned new arguments; the plan's direct "
+                                   "Adam step takes none (use the Pyro path: --compile off)")
+        if pre_hooks and not self._ready():
+            raise RuntimeError("an optimizer step pre-hook removed a gradient; the plan's direct Adam step needs all")
+        state = opt.state
+        with torch.no_grad():  # as Adam.step runs (its _use_grad)
+            for group in opt.param_groups:
+                params = group["params"]
+                if not params:
+                    continue
+                st = [state[p] for p in params]
+                steps = [s["step"] for s in st]
+                beta1, beta2 = group["betas"]
+                torch._foreach_add_(steps, 1)
+                torch._fused_adam_(params, [p.grad for p in params], [s["exp_avg"] for s in st],
+                                   [s["exp_avg_sq"] for s in st], [], steps, amsgrad=False, lr=group["lr"],
+                                   beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
+                                   maximize=False, grad_scale=None, found_inf=None)
+        opt._optimizer_step_code()  # the profilers' marker, as Optimizer.step calls it
+        for hook in chain(opt._optimizer_step_post_hooks.values(), _global_optimizer_post_hooks.values()):
+            hook(opt, args, {})
+
+    def _ready(self) -> bool:
+        """Whether ``Adam.step`` would run just the fused kernel over every parameter: each has its state
+        (Adam creates it on the first step) and a dense gradient (Adam skips a parameter without one), and
+        each group's parameters share one device and dtype and are real."""
+        state = self.optimizer.state
+        for group in self.optimizer.param_groups:
+            params = group["params"]
+            if not params:
+                continue
+            for p in params:
+                if p.grad is None or p.grad.is_sparse or p not in state:
+                    return False
+            if len({(p.device, p.dtype) for p in params}) != 1 or torch.is_complex(params[0]):
+                return False
+        return True
+
+
+class TorchStep:
+    """The optimizer's own ``zero_grad(set_to_none=True)`` and ``step()`` (any optimizer).
+
+    Args:
+        optimizer: the optimizer it steps.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.optimizer = optimizer
+
+    def zero_grad(self) -> None:
+        """``optimizer.zero_grad(set_to_none=True)``."""
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        """``optimizer.step()``."""
+        self.optimizer.step()
+
+
+def stepper(optimizer: torch.optim.Optimizer, direct: bool = True) -> DirectAdamStep | TorchStep:
+    """How the plan zeroes gradients and steps ``optimizer``: :class:`DirectAdamStep` for a fused Adam it
+    covers when ``direct``, else :class:`TorchStep`."""
+    return (DirectAdamStep.of(optimizer) if direct else None) or TorchStep(optimizer)
