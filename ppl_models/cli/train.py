@@ -6,13 +6,15 @@ import argparse
 
 from ppl_models.cli.common import (add_data_dir, add_device, add_guide, add_model_settings, add_seed, add_user_data,
                                    guide_fields, parse_settings)
+from ppl_models.plan.partition import COMPILE_MODES, PARTITIONERS
 
 # Flags that fill TrainConfig fields; None means "not given" (resume then keeps the saved value).
 TRAIN_FLAGS = ["data", "valid_data", "test_data", "labelled", "binarize", "objective", "particles", "grad_estimator", "strategy", "local_steps", "local_lr",
                "local_tol", "epochs", "batch_size", "lr", "seed", "device", "log_every", "checkpoint_every",
                "keep_checkpoints", "grad_clip", "on_nan", "nan_retries", "nan_lr_factor", "tensorboard"]
 TRAIN_FLAGS += ["d_steps", "generator_loss"]  # --strategy adversarial (a GAN)
-TRAIN_FLAGS += ["compile", "plan_check_every", "precision", "flush_denormal"]  # ppl_models.plan, ppl_models.train.precision
+TRAIN_FLAGS += ["compile", "plan_check_every", "compile_mode", "plan_partitioner"]  # ppl_models.plan
+TRAIN_FLAGS += ["precision", "flush_denormal"]  # ppl_models.train.precision
 TRAIN_FLAGS += ["lr_schedule", "lr_warmup", "lr_gamma", "kl_warmup", "early_stop"]  # ppl_models.train.schedules, .best
 # Flags that fill the model's config dataclass.
 MODEL_FLAGS = ["latent_dim", "hidden", "activation", "likelihood", "obs_scale"]
@@ -86,6 +88,12 @@ def add_parser(subparsers) -> None:
                         "the plan does not support keeps the Pyro path, with a one-line reason")
     p.add_argument("--plan-check-every", type=int, default=None,
                    help="with --compile: re-verify the plan against the Pyro path every N steps (default 0: never)")
+    p.add_argument("--compile-mode", choices=list(COMPILE_MODES), default=None,
+                   help="--compile full: torch.compile's mode (default 'default'); 'reduce-overhead' replays CUDA "
+                        "graphs on a GPU (benchmarks/gpu_check.sh measures it against the default)")
+    p.add_argument("--plan-partitioner", choices=list(PARTITIONERS), default=None,
+                   help="--compile full: which tensors the compiled backward keeps (ppl_models.plan.partition; "
+                        "default auto: saved on the CPU, min-cut on CUDA)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
                    help="bf16: the networks run under bfloat16 autocast (tensor cores on a GPU); distributions, "
                         "log-densities, the loss and the parameters stay float32 (default fp32)")

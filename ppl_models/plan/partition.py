@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 PARTITIONERS = ("auto", "saved", "min-cut")  # auto: saved on the CPU, min-cut on CUDA
+COMPILE_MODES = ("default", "reduce-overhead")  # torch.compile's modes the plan takes (reduce-overhead: CUDA graphs)
 
 
 def resolve(partitioner: str, device: torch.device) -> str:

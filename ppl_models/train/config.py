@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ppl_models.plan.partition import COMPILE_MODES, PARTITIONERS
 from ppl_models.train.precision import PRECISIONS
 from ppl_models.train.schedules import check_schedules
 
@@ -47,6 +48,8 @@ class TrainConfig:
     tensorboard: bool = False  # write per-epoch summaries to RUN/tensorboard (optional extra; no effect on training)
     compile: str = "off"  # off | plan (the execution plan, eager) | full (the plan under torch.compile): ppl_models.plan
     plan_check_every: int = 0  # with compile: re-verify the plan against the Pyro path every N steps (0: never)
+    compile_mode: str = "default"  # compile=full: torch.compile's mode, default | reduce-overhead (CUDA graphs)
+    plan_partitioner: str = "auto"  # compile=full: what the compiled backward keeps, auto | saved | min-cut (plan.partition)
     flush_denormal: bool = False  # CPU: treat denormal floats as zero while training (train.precision.flushed_denormals)
     precision: str = "fp32"  # fp32 | bf16: networks under bfloat16 autocast, distributions float32 (train.precision)
 
@@ -76,6 +79,10 @@ class TrainConfig:
             raise ValueError(f"local_tol must be non-negative, got {self.local_tol}")
         if self.compile not in ("off", "plan", "full"):
             raise ValueError(f"compile must be off, plan or full, got {self.compile!r}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}")
+        if self.plan_partitioner not in PARTITIONERS:
+            raise ValueError(f"plan_partitioner must be one of {', '.join(PARTITIONERS)}, got {self.plan_partitioner!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.plan_check_every < 0:

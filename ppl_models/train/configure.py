@@ -23,8 +23,8 @@ RESUMABLE_OVERRIDES = {"epochs", "device", "log_every", "lr", "checkpoint_every"
 # early_stop too: it decides only when to stop, never a step (its counters are in every checkpoint), so a larger
 # patience continues a run that stopped early, exactly as if it had been given from the start.
 RESUMABLE_OVERRIDES |= {"early_stop"}
-# compile and plan_check_every choose how a step executes, not what it computes (the plan is verified bit for bit).
-RESUMABLE_OVERRIDES |= {"compile", "plan_check_every"}
+# compile and its settings choose how a step executes, not what it computes (the plan is verified against Pyro's).
+RESUMABLE_OVERRIDES |= {"compile", "plan_check_every", "compile_mode", "plan_partitioner"}
 
 
 def default_likelihood(dataset: Dataset, binarize: str) -> str:

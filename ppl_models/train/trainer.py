@@ -276,10 +276,13 @@ class Trainer:
                 ddp = {} if self.ddp is None else {"through": self.ddp.forward, "loss_scale": self.ddp.loss_scale}
                 self.plan, reason = ExecutionPlan.build(self.objective, self.model, self.optimizer, xb,
                                                         self.tc.compile == "full", self.tc.plan_check_every, rtol,
-                                                        **ddp)
+                                                        compile_mode=self.tc.compile_mode,
+                                                        partitioner=self.tc.plan_partitioner, **ddp)
             if self.plan is None:
                 self._event(f"--compile {self.tc.compile}: the Pyro path, because {reason}")
                 return None
+            if self.plan.compiled:  # how it compiled: the mode and what its backward keeps (ppl_models.plan.partition)
+                reason += f", mode {self.tc.compile_mode}, partitioner {self.plan.partitioner}"
             self._event(f"--compile {self.tc.compile}: the execution plan ({reason}), verified against the Pyro path")
         loss, reason = self.plan.step(xb)
         if loss is None:

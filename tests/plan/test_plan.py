@@ -14,11 +14,13 @@ from torch import nn
 from torch._dynamo.utils import counters
 
 import ppl_models.api as api
+from ppl_models.cli.main import main
 from ppl_models.inference.strategy import fused_adam, svi_step
 from ppl_models.objectives import build_objective
 from ppl_models.plan import ExecutionPlan, unsupported
 from ppl_models.plan import plan as plan_module
 from ppl_models.registry import available_models, build_model, get_model, model_config
+from ppl_models.train.config import TrainConfig
 
 EVENT = (8, 8)
 OBJECTIVES = [("elbo", 1, "standard"), ("elbo-analytic", 1, "standard"), ("elbo", 3, "standard"),
@@ -212,6 +214,21 @@ def test_the_trainer_names_why_it_keeps_the_pyro_path(tmp_path):
     assert "the Pyro path, because strategy semi-amortized runs its own steps" in (tmp_path / "semi" / "events.log").read_text()
 
 
+def test_the_compile_mode_and_partitioner_reach_the_plan_from_the_command_line(tmp_path):
+    """``--compile-mode`` and ``--plan-partitioner`` (TrainConfig fields, resumable) are what the plan compiles
+    with; the run's events say so. A value neither takes is refused by name."""
+    args = ["train", "vae", "--data", "digits", "--epochs", "1", "--latent-dim", "2", "--hidden", "16",
+            "--compile", "full", "--compile-mode", "reduce-overhead", "--plan-partitioner", "min-cut",
+            "--no-progress", "--out", str(tmp_path / "run")]
+    assert main(args) == 0
+    events = (tmp_path / "run" / "events.log").read_text()
+    assert "the execution plan (torch.compile, mode reduce-overhead, partitioner min-cut), verified" in events
+    with pytest.raises(ValueError, match="plan_partitioner must be one of auto, saved, min-cut, got 'fast'"):
+        TrainConfig(plan_partitioner="fast")
+    with pytest.raises(ValueError, match="compile_mode must be one of default, reduce-overhead, got 'max-autotune'"):
+        TrainConfig(compile_mode="max-autotune")
+
+
 SHORT_BATCH = str(Path(__file__).with_name("short_batch_model.py")) + ":short-batch"
 ELBO = ("elbo", 1, "standard")
 
@@ -291,7 +308,8 @@ def test_a_changed_batch_shape_recompiles_and_every_step_still_agrees_with_pyro(
     run = api.train("vae", out=tmp_path / "run", epochs=2, seed=0, compile="full", plan_check_every=1, device="cpu",
                     progress=False)
     events = (run.path / "events.log").read_text()
-    assert "the execution plan (torch.compile), verified" in events and "back to the Pyro path" not in events
+    assert "the execution plan (torch.compile, mode default, partitioner saved), verified" in events
+    assert "back to the Pyro path" not in events
     assert counters["stats"]["unique_graphs"] - before >= 2  # the batch of 37 got a graph of its own
 
 
