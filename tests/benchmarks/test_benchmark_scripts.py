@@ -140,3 +140,13 @@ def test_plan_models_script_times_each_path_and_names_how_the_plan_was_built(cap
     assert r["notes"]["plan_compiled"] == "torch.compile"
     assert all(_positive_finite(v) for v in r["median_ms"].values()) and len(r["median_ms"]) == 3
     assert all(_positive_finite(q) for k in ("plan/pyro_path", "plan_compiled/pyro_path") for q in r["ratios"][k])
+
+
+def test_optimizer_step_script_times_both_steps_and_the_plan_with_each(capsys):
+    out = importlib.import_module("optimizer_step").main(["--batch-sizes", "4", "--rounds", "2", "--inner", "1",
+                                                          "--json"])
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(out))
+    assert all(_positive_finite(v) for v in out["optimizer"]["median_us"].values())
+    (r,) = out["steps"]
+    assert r["notes"] == {"direct": "torch.compile; DirectAdamStep", "torch_step": "torch.compile; TorchStep"}
+    assert all(_positive_finite(q) for ratio in r["ratios"].values() for q in ratio)
