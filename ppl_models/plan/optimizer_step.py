@@ -14,7 +14,8 @@ hooks (the trainer's gradient clipping and non-finite checks) run as ``step()`` 
 
 A step it cannot take exactly is ``optimizer.step()``'s: the first (Adam creates its state there), a
 parameter without a gradient (Adam skips it), parameters on several devices or dtypes, a ``step``
-replaced on the instance (an LR scheduler's counting wrapper), and any hook that returns new arguments.
+replaced on the instance (an LR scheduler's counting wrapper); after a pre-hook that returned new
+arguments or removed a gradient, ``Adam.step``'s own body runs (the hooks do not run twice).
 """
 
 from __future__ import annotations
@@ -61,22 +62,32 @@ class DirectAdamStep:
                 p.grad = None
 
     def step(self) -> None:
-        """One Adam step, bit-identical to ``optimizer.step()`` (which it calls where it cannot be exact)."""
+        """One Adam step, bit-identical to ``optimizer.step()``: its pre-hooks, the fused kernel (or, where a
+        hook changed what the kernel would see, ``Adam.step``'s own body), its post-hooks."""
         opt = self.optimizer
         if "step" in vars(opt) or not self._ready():  # something wrapped this optimizer's step, or see _ready
             opt.step()
             return
-        args = (opt,)  # what Optimizer.step hands its hooks: the call's arguments, self included
-        pre_hooks = [*_global_optimizer_pre_hooks.values(), *opt._optimizer_step_pre_hooks.values()]
-        for hook in pre_hooks:
-            if hook(opt, args, {}) is not None:
-                raise RuntimeError(f"optimizer step pre-hook {hook!r} returned new arguments; the plan's direct "
-                                   "Adam step takes none (use the Pyro path: --compile off)")
-        if pre_hooks and not self._ready():
-            raise RuntimeError("an optimizer step pre-hook removed a gradient; the plan's direct Adam step needs all")
-        state = opt.state
+        args, kwargs = (opt,), {}  # what Optimizer.step hands its hooks: the call's arguments, self included
+        hooked = False
+        for hook in chain(_global_optimizer_pre_hooks.values(), opt._optimizer_step_pre_hooks.values()):
+            hooked = True
+            result = hook(opt, args, kwargs)
+            if result is not None:  # as Optimizer.step: the hook's arguments replace the call's
+                args, kwargs = result
+        if len(args) == 1 and not kwargs and (not hooked or self._ready()):
+            self._fused()
+        else:  # a closure to run, or a gradient a hook removed: Adam.step's body, whose hooks have run
+            type(opt).step.__wrapped__(*args, **kwargs)
+        opt._optimizer_step_code()  # the profilers' marker, as Optimizer.step calls it
+        for hook in chain(opt._optimizer_step_post_hooks.values(), _global_optimizer_post_hooks.values()):
+            hook(opt, args, kwargs)
+
+    def _fused(self) -> None:
+        """The two calls ``Adam.step`` ends in, per parameter group, on the optimizer's own state."""
+        state = self.optimizer.state
         with torch.no_grad():  # as Adam.step runs (its _use_grad)
-            for group in opt.param_groups:
+            for group in self.optimizer.param_groups:
                 params = group["params"]
                 if not params:
                     continue
@@ -88,9 +99,6 @@ class DirectAdamStep:
                                    [s["exp_avg_sq"] for s in st], [], steps, amsgrad=False, lr=group["lr"],
                                    beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
                                    maximize=False, grad_scale=None, found_inf=None)
-        opt._optimizer_step_code()  # the profilers' marker, as Optimizer.step calls it
-        for hook in chain(opt._optimizer_step_post_hooks.values(), _global_optimizer_post_hooks.values()):
-            hook(opt, args, {})
 
     def _ready(self) -> bool:
         """Whether ``Adam.step`` would run just the fused kernel over every parameter: each has its state

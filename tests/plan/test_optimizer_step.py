@@ -99,16 +99,36 @@ def test_hooks_run_as_optimizer_step_runs_them_and_a_clipping_pre_hook_is_exact(
     assert calls[id(oa)] == calls[id(ob)] == [("pre", 1, True, {}), ("post", 1, True, {})] * 3
 
 
-def test_a_pre_hook_returning_new_arguments_is_refused_by_name():
-    _, _, b, ob = pair()
+@pytest.mark.parametrize("hook", ["new-arguments", "drops-a-gradient"])
+def test_a_pre_hook_that_changes_the_step_gets_adam_s_own_step(hook):
+    """A pre-hook may hand ``step`` new arguments (here a closure) or remove a gradient: then the fused kernel
+    alone would not be ``Adam.step``, which runs instead, with every hook run once, as ``optimizer.step()``."""
+    a, oa, b, ob = pair()
     direct = DirectAdamStep.of(ob)
-    backward(b, 0)
-    direct.step()  # the first step is Adam's own: it creates the state
-    b.zero_grad(set_to_none=True)
-    backward(b, 1)
-    ob.register_step_pre_hook(lambda opt, args, kwargs: (args, kwargs))
-    with pytest.raises(RuntimeError, match="returned new arguments"):
+    closures, posts = {id(oa): 0, id(ob): 0}, {id(oa): [], id(ob): []}
+
+    def pre(opt, args, kwargs):
+        if hook == "drops-a-gradient":
+            if opt.state:  # from the second step on: the first creates every parameter's state
+                opt.param_groups[1]["params"][1].grad = None
+            return None
+
+        def closure():
+            closures[id(opt)] += 1
+        return (*args, closure), kwargs
+
+    for o in (oa, ob):
+        o.register_step_pre_hook(pre)
+        o.register_step_post_hook(lambda opt, args, kwargs: posts[id(opt)].append(len(args)))
+    for i in range(3):
+        for m in (a, b):
+            m.zero_grad(set_to_none=True)
+            backward(m, i)
+        oa.step()
         direct.step()
+        assert same(a, b, oa, ob)
+    assert closures[id(oa)] == closures[id(ob)] == (3 if hook == "new-arguments" else 0)
+    assert posts[id(oa)] == posts[id(ob)] == [2 if hook == "new-arguments" else 1] * 3
 
 
 def test_a_state_loaded_from_a_checkpoint_is_the_one_stepped():
