@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ppl {args.command}: error: {e}", file=sys.stderr)
         return 2
     except TrainingStopped as e:
-        print(f"ppl {args.command}: {e}", file=sys.stderr)
+        if e.writer:  # under torchrun, rank 0 (which wrote the checkpoint) speaks for every rank
+            print(f"ppl {args.command}: {e}", file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:
         print(f"ppl {args.command}: interrupted", file=sys.stderr)

@@ -23,10 +23,11 @@ class TrainingStopped(Exception):
         signum: the signal received.
         step: the last completed step.
         checkpoint: the checkpoint written.
+        writer: whether this process wrote it (under torchrun only rank 0 does, and only it reports the stop).
     """
 
-    def __init__(self, signum: int, step: int, checkpoint: Path):
-        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+    def __init__(self, signum: int, step: int, checkpoint: Path, writer: bool = True):
+        self.signum, self.step, self.checkpoint, self.writer = signum, step, checkpoint, writer
         super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint {checkpoint} "
                          f"written; continue with --resume")
 

@@ -261,7 +261,7 @@ class Trainer:
         if (due or self.stop_agreed) and not end_of_epoch:
             path = self.save()
             if self.stop_agreed:
-                raise TrainingStopped(self.stop_agreed, self.step, path)
+                raise TrainingStopped(self.stop_agreed, self.step, path, self.world.writer)
 
     def _plan_step(self, xb: torch.Tensor, yb: torch.Tensor | None) -> torch.Tensor | None:
         """One step through the execution plan (``--compile``), building it first; ``None``: take the Pyro path."""
@@ -347,7 +347,7 @@ class Trainer:
         improved = self.best.update(bounds[monitored(self.tc)], epoch, self.step)
         path = self.save(best=improved)
         if self.stop_agreed:
-            raise TrainingStopped(self.stop_agreed, self.step, path)
+            raise TrainingStopped(self.stop_agreed, self.step, path, self.world.writer)
 
     # -- recovery ---------------------------------------------------------------------------------
     def _recover(self, bad: NonFinite) -> None:
