@@ -37,6 +37,19 @@ def same(a: nn.Module, b: nn.Module, oa: torch.optim.Optimizer, ob: torch.optim.
         torch.equal(sa[i][k], sb[i][k]) for i in sa for k in ("step", "exp_avg", "exp_avg_sq"))
 
 
+def lockstep(a: nn.Module, oa: torch.optim.Optimizer, b: nn.Module, ob: torch.optim.Optimizer,
+             direct: DirectAdamStep, batches) -> None:
+    """Step ``a`` with ``oa.step()`` and ``b`` with ``direct`` on the same gradients; after each step both
+    must hold the same parameters and optimizer state, bit for bit."""
+    for i in batches:
+        for m in (a, b):
+            m.zero_grad(set_to_none=True)
+            backward(m, i)
+        oa.step()
+        direct.step()
+        assert same(a, b, oa, ob), f"step {i}"
+
+
 def test_steps_are_bit_identical_to_optimizer_step_through_a_changed_learning_rate():
     a, oa, b, ob = pair()
     direct = DirectAdamStep.of(ob)
@@ -60,15 +73,14 @@ def test_a_parameter_without_a_gradient_is_stepped_as_adam_steps_it():
     """Adam skips a parameter whose gradient is None; the direct step then hands the step to Adam."""
     a, oa, b, ob = pair()
     direct = DirectAdamStep.of(ob)
-    for i in range(3):
-        for m in (a, b):
-            m.zero_grad(set_to_none=True)
-            backward(m, i)
-            if i == 2:
-                m[2].bias.grad = None
-        oa.step()
-        direct.step()
-        assert same(a, b, oa, ob)
+    lockstep(a, oa, b, ob, direct, range(2))
+    for m in (a, b):
+        m.zero_grad(set_to_none=True)
+        backward(m, 2)
+        m[2].bias.grad = None
+    oa.step()
+    direct.step()
+    assert same(a, b, oa, ob)
     assert float(ob.state[b[2].bias]["step"]) == 2
 
 
@@ -89,13 +101,7 @@ def test_hooks_run_as_optimizer_step_runs_them_and_a_clipping_pre_hook_is_exact(
 
     hooks(a, oa)
     hooks(b, ob)
-    for i in range(3):
-        for m in (a, b):
-            m.zero_grad(set_to_none=True)
-            backward(m, i)
-        oa.step()
-        direct.step()
-        assert same(a, b, oa, ob)
+    lockstep(a, oa, b, ob, direct, range(3))
     assert calls[id(oa)] == calls[id(ob)] == [("pre", 1, True, {}), ("post", 1, True, {})] * 3
 
 
@@ -120,13 +126,7 @@ def test_a_pre_hook_that_changes_the_step_gets_adam_s_own_step(hook):
     for o in (oa, ob):
         o.register_step_pre_hook(pre)
         o.register_step_post_hook(lambda opt, args, kwargs: posts[id(opt)].append(len(args)))
-    for i in range(3):
-        for m in (a, b):
-            m.zero_grad(set_to_none=True)
-            backward(m, i)
-        oa.step()
-        direct.step()
-        assert same(a, b, oa, ob)
+    lockstep(a, oa, b, ob, direct, range(3))
     assert closures[id(oa)] == closures[id(ob)] == (3 if hook == "new-arguments" else 0)
     assert posts[id(oa)] == posts[id(ob)] == [2 if hook == "new-arguments" else 1] * 3
 
@@ -134,22 +134,11 @@ def test_a_pre_hook_that_changes_the_step_gets_adam_s_own_step(hook):
 def test_a_state_loaded_from_a_checkpoint_is_the_one_stepped():
     a, oa, b, ob = pair()
     direct = DirectAdamStep.of(ob)
-    for i in range(2):
-        for m in (a, b):
-            m.zero_grad(set_to_none=True)
-            backward(m, i)
-        oa.step()
-        direct.step()
+    lockstep(a, oa, b, ob, direct, range(2))
     saved = {k: v.clone() if torch.is_tensor(v) else v for k, v in b.state_dict().items()}, ob.state_dict()
     b.load_state_dict(saved[0])
     ob.load_state_dict(saved[1])  # new state tensors: a cached list would step the old ones
-    for i in range(2, 4):
-        for m in (a, b):
-            m.zero_grad(set_to_none=True)
-            backward(m, i)
-        oa.step()
-        direct.step()
-        assert same(a, b, oa, ob)
+    lockstep(a, oa, b, ob, direct, range(2, 4))
 
 
 def test_a_step_wrapped_on_the_instance_is_called():
@@ -162,13 +151,7 @@ def test_a_step_wrapped_on_the_instance_is_called():
         counted.append(1)
         return inner(*args, **kwargs)
     ob.step = counting_step
-    for i in range(3):
-        for m in (a, b):
-            m.zero_grad(set_to_none=True)
-            backward(m, i)
-        oa.step()
-        direct.step()
-        assert same(a, b, oa, ob)
+    lockstep(a, oa, b, ob, direct, range(3))
     assert len(counted) == 3
 
 
