@@ -23,9 +23,13 @@ from __future__ import annotations
 from itertools import chain
 
 import torch
-from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+import torch.optim.optimizer as torch_optimizer
 
 _FIXED = {"amsgrad": False, "maximize": False, "capturable": False, "differentiable": False, "fused": True}
+# The private parts of torch this relies on (torch 2.4-2.13 have them all); without any of them, no direct step.
+_TORCH_NEEDS = ((torch, "_fused_adam_"), (torch_optimizer, "_global_optimizer_pre_hooks"),
+                (torch_optimizer, "_global_optimizer_post_hooks"))
+_OPTIMIZER_NEEDS = ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks", "_optimizer_step_code")
 
 
 class DirectAdamStep:
@@ -46,7 +50,9 @@ class DirectAdamStep:
     @classmethod
     def of(cls, optimizer: torch.optim.Optimizer) -> "DirectAdamStep | None":
         """The direct step for ``optimizer``, or ``None`` where it is not a fused Adam it can step exactly."""
-        if type(optimizer) is not torch.optim.Adam or not hasattr(torch, "_fused_adam_"):
+        if type(optimizer) is not torch.optim.Adam or not all(hasattr(m, a) for m, a in _TORCH_NEEDS):
+            return None
+        if not all(hasattr(optimizer, a) for a in _OPTIMIZER_NEEDS) or not hasattr(type(optimizer).step, "__wrapped__"):
             return None
         for group in optimizer.param_groups:
             if any(group.get(k) != v for k, v in _FIXED.items()) or group.get("decoupled_weight_decay", False):
@@ -70,7 +76,8 @@ class DirectAdamStep:
             return
         args, kwargs = (opt,), {}  # what Optimizer.step hands its hooks: the call's arguments, self included
         hooked = False
-        for hook in chain(_global_optimizer_pre_hooks.values(), opt._optimizer_step_pre_hooks.values()):
+        for hook in chain(torch_optimizer._global_optimizer_pre_hooks.values(),
+                          opt._optimizer_step_pre_hooks.values()):
             hooked = True
             result = hook(opt, args, kwargs)
             if result is not None:  # as Optimizer.step: the hook's arguments replace the call's
@@ -80,7 +87,8 @@ class DirectAdamStep:
         else:  # a closure to run, or a gradient a hook removed: Adam.step's body, whose hooks have run
             type(opt).step.__wrapped__(*args, **kwargs)
         opt._optimizer_step_code()  # the profilers' marker, as Optimizer.step calls it
-        for hook in chain(opt._optimizer_step_post_hooks.values(), _global_optimizer_post_hooks.values()):
+        for hook in chain(opt._optimizer_step_post_hooks.values(),
+                          torch_optimizer._global_optimizer_post_hooks.values()):
             hook(opt, args, kwargs)
 
     def _fused(self) -> None:

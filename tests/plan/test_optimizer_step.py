@@ -173,3 +173,9 @@ def test_stepper_takes_the_direct_step_only_when_asked():
     opt = torch.optim.Adam(net().parameters(), lr=0.1, fused=True)
     assert isinstance(stepper(opt), DirectAdamStep)
     assert isinstance(stepper(opt, direct=False), TorchStep)
+
+
+@pytest.mark.parametrize("missing", ["torch._fused_adam_", "torch.optim.optimizer._global_optimizer_pre_hooks"])
+def test_a_torch_without_the_private_parts_it_calls_keeps_the_optimizer_s_own_step(missing, monkeypatch):
+    monkeypatch.delattr(missing)
+    assert isinstance(stepper(torch.optim.Adam(net().parameters(), lr=0.1, fused=True)), TorchStep)
