@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.optim.optimizer as torch_optimizer
 from torch import nn
 
 from ppl_models.plan.optimizer_step import DirectAdamStep, TorchStep, stepper
@@ -175,7 +176,8 @@ def test_stepper_takes_the_direct_step_only_when_asked():
     assert isinstance(stepper(opt, direct=False), TorchStep)
 
 
-@pytest.mark.parametrize("missing", ["torch._fused_adam_", "torch.optim.optimizer._global_optimizer_pre_hooks"])
-def test_a_torch_without_the_private_parts_it_calls_keeps_the_optimizer_s_own_step(missing, monkeypatch):
-    monkeypatch.delattr(missing)
+@pytest.mark.parametrize("module, name", [(torch, "_fused_adam_"), (torch_optimizer, "_global_optimizer_pre_hooks")],
+                         ids=["fused-kernel", "global-hooks"])
+def test_a_torch_without_the_private_parts_it_calls_keeps_the_optimizer_s_own_step(module, name, monkeypatch):
+    monkeypatch.delattr(module, name)
     assert isinstance(stepper(torch.optim.Adam(net().parameters(), lr=0.1, fused=True)), TorchStep)
