@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
     print("| call | torch (us) | direct (us) | direct / torch |\n|---|---|---|---|")
     for call in ("step", "zero_grad"):
         m = o["median_us"]
-        print(f"| {call} | {m[call]:.1f} | {m['direct_' + call]:.1f} | {_ratio(o['ratios'][f'direct_{call}/{call}'])} |")
+        ratio = _ratio(o["ratios"][f"direct_{call}/{call}"])
+        print(f"| {call} | {m[call]:.1f} | {m['direct_' + call]:.1f} | {ratio} |")
     print("\n| batch | hand (ms) | compiled plan, direct (ms) | compiled plan, optimizer.step (ms) | direct / hand "
           "| optimizer.step / hand | direct / optimizer.step |\n|---|---|---|---|---|---|---|")
     for r in out["steps"]:

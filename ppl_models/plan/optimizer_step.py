@@ -3,8 +3,9 @@
 ``torch.optim.Adam(fused=True).step()`` runs one kernel over all parameters (``torch._fused_adam_``),
 but first, every step, Python that re-derives what does not change between steps: the profiler
 context, ``_init_group``'s per-parameter checks and lists, grouping the tensors by device and dtype.
-For the MLP VAE's 8 parameters that is about 74 us of a 400 us step on this CPU, 4% of a batch-16
-training step (``benchmarks/RESULTS.md``, "The plan's optimizer step"). Dynamo cannot compile the
+For the MLP VAE's 8 parameters that is about 47 us of a 386 us step on this CPU, and 11 us more in
+``zero_grad``; the compiled plan's whole batch-16 step measured 3-9% faster with the direct step
+(``benchmarks/optimizer_step.py``; ``benchmarks/RESULTS.md``, "The plan's optimizer step"). Dynamo cannot compile the
 fused step, and the compiled single-tensor Adam measured 2.3x slower on the CPU, so the plan does what
 compiling it would: :class:`DirectAdamStep` makes the same two calls ``Adam.step`` ends in
 (``torch._foreach_add_`` on the step counts, then ``torch._fused_adam_``), with the same arguments, on
@@ -26,7 +27,7 @@ import torch
 import torch.optim.optimizer as torch_optimizer
 
 _FIXED = {"amsgrad": False, "maximize": False, "capturable": False, "differentiable": False, "fused": True}
-# The private parts of torch this relies on (torch 2.4-2.13 have them all); without any of them, no direct step.
+# The private parts of torch this relies on (torch 2.13 has them all); without any of them, no direct step.
 _TORCH_NEEDS = ((torch, "_fused_adam_"), (torch_optimizer, "_global_optimizer_pre_hooks"),
                 (torch_optimizer, "_global_optimizer_post_hooks"))
 _OPTIMIZER_NEEDS = ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks", "_optimizer_step_code")
@@ -52,7 +53,9 @@ class DirectAdamStep:
         """The direct step for ``optimizer``, or ``None`` where it is not a fused Adam it can step exactly."""
         if type(optimizer) is not torch.optim.Adam or not all(hasattr(m, a) for m, a in _TORCH_NEEDS):
             return None
-        if not all(hasattr(optimizer, a) for a in _OPTIMIZER_NEEDS) or not hasattr(type(optimizer).step, "__wrapped__"):
+        if not all(hasattr(optimizer, a) for a in _OPTIMIZER_NEEDS):
+            return None
+        if not hasattr(type(optimizer).step, "__wrapped__"):  # Adam.step's body, under Optimizer's hook wrapper
             return None
         for group in optimizer.param_groups:
             if any(group.get(k) != v for k, v in _FIXED.items()) or group.get("decoupled_weight_decay", False):
