@@ -26,7 +26,7 @@ import pyro
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from step_contenders import binary_batch, describe_device, hand_written, paired, time_rounds  # noqa: E402
+from step_contenders import binary_batch, build, describe_device, paired, time_rounds  # noqa: E402
 
 from ppl_models.inference.strategy import fused_adam  # noqa: E402
 from ppl_models.objectives import build_objective  # noqa: E402
@@ -68,17 +68,7 @@ def optimizer_alone(device: torch.device, rounds: int, inner: int) -> dict:
 def whole_step(batch_size: int, device: torch.device, rounds: int, inner: int) -> dict:
     """Median ms of the hand-written step and the compiled plan with each optimizer step, and paired ratios."""
     x = binary_batch(batch_size, device)
-    base = _vae(device)
-    hand = hand_written(base)
-    hand_opt = fused_adam(hand, 1e-3)
-
-    def hand_step() -> None:
-        loss = hand.loss(x)
-        hand_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        hand_opt.step()
-
-    fns, notes = {"hand": hand_step}, {}
+    fns, notes = build("vae", "elbo-analytic", 1, x, names=("hand",))  # the hand-written step, optimizer.step()
     with pyro.validation_enabled(False):  # as time_rounds steps them (Dynamo guards on the setting)
         for name, direct in (("direct", True), ("torch_step", False)):
             net = _vae(device)
